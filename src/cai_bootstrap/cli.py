@@ -1,0 +1,278 @@
+"""The `cai-bootstrap` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from cai_bootstrap.config import ConfigError
+    from cai_bootstrap.jsonl import JsonlError
+    from cai_bootstrap.models.loading import ModelLoadError
+    from cai_bootstrap.runs.runner import RunError
+
+    return (ConfigError, JsonlError, ModelLoadError, RunError, FileNotFoundError, KeyError)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not verbose:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="log more")) -> None:
+    """Turn a base LM into a constitutionally aligned assistant by progressive bootstrapping."""
+    _setup_logging(verbose)
+
+
+# ----------------------------------------------------------------- models
+
+
+@app.command()
+def models() -> None:
+    """List registry models and whether they are cached."""
+    from cai_bootstrap.models.registry import REGISTRY, cache_dir, converted_path, is_cached
+
+    table = Table(title=f"models (cache: {cache_dir()})")
+    for col in ("name", "description", "cached", "location"):
+        table.add_column(col)
+    for name, entry in REGISTRY.items():
+        cached = "built on demand" if entry.kind == "tiny" else ("yes" if is_cached(name) else "no (converted on first use)")
+        table.add_row(name, entry.description, cached, "" if entry.kind == "tiny" else str(converted_path(name)))
+    console.print(table)
+    console.print("Any other model: a Hugging Face id, a local directory, or a run stage like runs/x:stage-3.")
+
+
+# ----------------------------------------------------------------- generate / chat
+
+
+def _engine(model: str, dtype: str, batch_size: int, backend: str = "transformers", base_url: str | None = None):
+    from cai_bootstrap.config import EngineSettings
+    from cai_bootstrap.runs.pool import make_engine
+
+    return make_engine(model, EngineSettings(backend=backend, dtype=dtype, batch_size=batch_size, base_url=base_url))
+
+
+@app.command()
+def generate(
+    model: str = typer.Option("gemma-3-270m", "--model", "-m", help="registry name, HF id, path or runs/x:stage-k"),
+    input: Path = typer.Option(..., "--input", "-i", help="JSONL: one {'id':..., 'prompt':...} per line"),
+    output: Path = typer.Option(..., "--output", "-o", help="JSONL written with 'output' added"),
+    max_new_tokens: int = typer.Option(64, help="tokens to generate per prompt"),
+    temperature: float = typer.Option(0.0, help="0 = greedy"),
+    top_p: float = typer.Option(1.0),
+    seed: int = typer.Option(0),
+    stop: list[str] = typer.Option([], "--stop", help="extra stop string (repeatable)"),
+    batch_size: int = typer.Option(16),
+    dtype: str = typer.Option("auto", help="auto | bf16 | fp32"),
+    raw: bool = typer.Option(False, help="send prompts as-is instead of in the project's prompt format"),
+    engine: str = typer.Option("transformers", help="transformers | openai | vllm"),
+    base_url: Optional[str] = typer.Option(None, help="server URL for --engine openai"),
+) -> None:
+    """Generate an output for every prompt of a JSONL file (resumes: ids already in --output are skipped)."""
+    from cai_bootstrap.engines.base import SamplingParams
+    from cai_bootstrap.jsonl import JsonlAppender, iter_jsonl
+    from cai_bootstrap.prompt_format import format_prompt
+
+    try:
+        rows = list(iter_jsonl(input))
+        for n, row in enumerate(rows, start=1):
+            if "id" not in row or not isinstance(row.get("prompt"), str):
+                fail(f"{input}: record {n} needs an 'id' and a string 'prompt', got keys {sorted(row)}")
+        ids = [r["id"] for r in rows]
+        if len(set(map(str, ids))) != len(ids):
+            fail(f"{input}: duplicate ids")
+        done = {str(r["id"]) for r in iter_jsonl(output)} if output.exists() else set()
+        todo = [r for r in rows if str(r["id"]) not in done]
+        if not todo:
+            console.print(f"nothing to do: all {len(rows)} ids already in {output}")
+            return
+        eng = _engine(model, dtype, batch_size, engine, base_url)
+        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop)
+        with JsonlAppender(output) as out:
+            step = max(batch_size * 4, 1)
+            for start in range(0, len(todo), step):
+                chunk = todo[start : start + step]
+                prompts = [r["prompt"] if raw else format_prompt(r["prompt"]) for r in chunk]
+                results = eng.generate(prompts, params, desc=f"generate {start + len(chunk)}/{len(todo)}")
+                for r, (text,) in zip(chunk, results):
+                    out.append({**r, "output": text, "model": model})
+        console.print(f"wrote {len(todo)} outputs to {output}")
+    except _known_errors() as exc:
+        fail(str(exc).strip("'\""))
+
+
+@app.command()
+def chat(
+    model: str = typer.Option("gemma-3-270m", "--model", "-m"),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="one-shot: answer this and exit"),
+    max_new_tokens: int = typer.Option(128),
+    temperature: float = typer.Option(0.0),
+    seed: int = typer.Option(0),
+    dtype: str = typer.Option("auto"),
+) -> None:
+    """Talk to a model in the project's prompt format (interactive, or --prompt for one shot)."""
+    from cai_bootstrap.engines.base import SamplingParams
+    from cai_bootstrap.prompt_format import format_prompt
+
+    try:
+        eng = _engine(model, dtype, 1)
+    except _known_errors() as exc:
+        fail(str(exc))
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+
+    def answer(text: str) -> str:
+        return eng.generate([format_prompt(text)], params, progress=False)[0][0]
+
+    if prompt is not None:
+        console.print(answer(prompt))
+        return
+    console.print(f"[bold]{model}[/] - empty line or Ctrl-D to quit")
+    while True:
+        try:
+            text = console.input("[bold cyan]you>[/] ")
+        except EOFError:
+            break
+        if not text.strip():
+            break
+        console.print(f"[bold green]model>[/] {answer(text)}")
+
+
+# ----------------------------------------------------------------- runs
+
+
+@app.command()
+def run(
+    curriculum: str = typer.Option("skills", "--curriculum", "-c", help="built-in name or YAML path"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="base model (default per preset)"),
+    preset: str = typer.Option("quick", "--preset", "-p", help="tiny | quick | full"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default runs/<curriculum>-<preset>-<time>)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML of run settings"),
+    set_: list[str] = typer.Option([], "--set", help="override a setting: KEY=VALUE (repeatable)"),
+    seed: Optional[int] = typer.Option(None),
+    stages: Optional[str] = typer.Option(None, help="comma-separated stage names to run (a prefix)"),
+    engine: Optional[str] = typer.Option(None, help="transformers | openai | vllm"),
+    base_url: Optional[str] = typer.Option(None, help="server for --engine openai"),
+    no_progress: bool = typer.Option(False, help="plain logs instead of progress bars"),
+) -> None:
+    """Start a curriculum run (re-running with the same --out resumes it)."""
+    from cai_bootstrap.config import load_run_settings
+    from cai_bootstrap.runs.runner import create_run
+
+    default_model = {"tiny": "tiny", "quick": "gemma-3-270m"}.get(preset)
+    flags: dict = {"curriculum": curriculum, "preset": preset, "model": model, "seed": seed}
+    if stages:
+        flags["stages"] = [s.strip() for s in stages.split(",")]
+    overrides = list(set_)
+    if engine:
+        overrides.append(f"engine.backend={engine}")
+    if base_url:
+        overrides.append(f"engine.base_url={base_url}")
+    try:
+        settings = load_run_settings(str(config) if config else None, overrides, flags)
+        if model is None and "model" not in (settings.model_fields_set or set()) and default_model:
+            settings = settings.model_copy(update={"model": default_model})
+        if out is not None and (out / "manifest.json").exists():
+            console.print(f"{out} exists: resuming it")
+            run_dir = out
+        else:
+            run_dir = create_run(settings, out)
+        console.print(f"run directory: [bold]{run_dir}[/]")
+    except _known_errors() as exc:
+        fail(str(exc))
+    _execute(run_dir, not no_progress)
+
+
+@app.command()
+def resume(run_dir: Path = typer.Argument(..., help="run directory"), no_progress: bool = typer.Option(False)) -> None:
+    """Continue a run where it stopped (finished records and stages are kept)."""
+    _execute(run_dir, not no_progress)
+
+
+def _execute(run_dir: Path, progress: bool) -> None:
+    from cai_bootstrap.runs.runner import GateFailed, execute
+
+    try:
+        execute(run_dir, console, progress=progress)
+    except GateFailed as exc:
+        err.print(f"[bold red]stopped: {exc}[/]")
+        _status_table(run_dir)
+        raise typer.Exit(3)
+    except _known_errors() as exc:
+        fail(str(exc))
+    _status_table(run_dir)
+    try:
+        from cai_bootstrap.report import write_report
+
+        md, html = write_report(run_dir)
+        console.print(f"report: {md} and {html}")
+    except ImportError:
+        pass
+
+
+@app.command()
+def status(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
+    """Table of stages: state, examples, metric vs threshold, time."""
+    try:
+        _status_table(run_dir)
+    except _known_errors() as exc:
+        fail(str(exc))
+
+
+def _status_table(run_dir: Path) -> None:
+    from cai_bootstrap.jsonl import read_json
+    from cai_bootstrap.runs.layout import StagePaths
+    from cai_bootstrap.runs.runner import load_run
+
+    manifest, settings, curriculum = load_run(run_dir)
+    table = Table(title=f"{manifest['run_id']}: {settings.curriculum} / {settings.preset} / {settings.model}")
+    for col in ("stage", "kind", "state", "attempt", "kept / generated", "metric", "threshold", "base", "time"):
+        table.add_column(col)
+    colours = {"passed": "green", "failed": "red", "continued": "yellow"}
+    for spec in curriculum.stages:
+        if spec.name not in manifest["stages"]:
+            continue
+        paths = StagePaths(run_dir, spec.name)
+        st = paths.load_status()
+        m = read_json(paths.metrics) if paths.metrics.exists() else {}
+        data = m.get("data", {})
+        kept = f"{data.get('kept', '-')} / {data.get('generated', '-')}" if data else "-"
+        value = f"{m['value']:.1%}" if "value" in m else "-"
+        base = m.get("base_heldout") or {}
+        base_v = f"{base['mean']:.1%}" if base.get("mean") is not None else "-"
+        total = st.timings.get("total_s")
+        table.add_row(
+            spec.name, spec.kind, f"[{colours.get(st.state, 'white')}]{st.state}[/]", str(st.attempt), kept,
+            value, f"{spec.threshold:.0%}", base_v, f"{total / 60:.1f} min" if total else "-",
+        )
+    console.print(table)
+    for warning in manifest.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {warning}")
+
+
+def entrypoint() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

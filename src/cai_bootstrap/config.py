@@ -1,0 +1,255 @@
+"""Typed configuration: curricula, stages, runs.
+
+Precedence, lowest to highest: built-in defaults < curriculum file < preset
+selection < user config YAML (``--config``) < explicit CLI flags (``--set``).
+Unknown keys and wrong types are errors that name the file, the field and the
+problem. Values that differ by preset are written as a mapping keyed by preset,
+e.g. ``examples: {tiny: 8, quick: 40, full: 800}``, and resolved at load time.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cai_bootstrap.training.settings import TrainSettings
+
+PRESETS = ("tiny", "quick", "full")
+PACKAGE_DIR = Path(__file__).parent
+StageKind = Literal["explicit", "implicit", "generation", "evaluation", "revision", "constitutional", "task"]
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names file, field and problem."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SamplingSettings(Strict):
+    """How role models sample candidates (best-of-n)."""
+
+    n: int = Field(4, ge=1)
+    temperature: float = Field(0.8, ge=0.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(48, ge=1)
+    repetition_penalty: float = Field(1.0, gt=0.0)
+
+
+class RetrySettings(Strict):
+    """What a failed gate does before giving up."""
+
+    max_retries: int = Field(0, ge=0)
+    data_multiplier: float = Field(1.5, ge=1.0, description="examples x this per retry")
+    extra_epochs: float = Field(1.0, ge=0.0, description="epochs added per retry")
+
+
+class SafetyGate(Strict):
+    """Constitutional gate: safety up, capability kept (points are percentage points)."""
+
+    min_safe_rate_gain: float = 10.0
+    max_over_refusal_increase: float = 5.0
+    max_capability_drop: float = 3.0
+
+
+class StageSpec(Strict):
+    name: str
+    kind: StageKind
+    description: str = ""
+    families: list[str] = Field(default_factory=list)
+    examples: int = Field(40, ge=1, description="training records to keep")
+    heldout: int = Field(10, ge=1, description="held-out cases per family")
+    roles: dict[str, str] = Field(
+        default_factory=dict, description="role -> stage name, 'previous' or 'base'"
+    )
+    sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+    training: TrainSettings = Field(default_factory=TrainSettings)
+    threshold: float = Field(0.8, ge=0.0, le=1.0)
+    per_family_threshold: bool = Field(False, description="every family must pass, not just the mean")
+    safety_gate: SafetyGate | None = None
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    on_fail: Literal["stop", "continue"] = "stop"
+    options: dict[str, Any] = Field(default_factory=dict, description="kind-specific settings")
+
+
+class Curriculum(Strict):
+    name: str
+    description: str = ""
+    stages: list[StageSpec]
+
+    @model_validator(mode="after")
+    def _unique_and_known_roles(self) -> Curriculum:
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique, got {names}")
+        for i, stage in enumerate(self.stages):
+            earlier = set(names[:i])
+            for role, who in stage.roles.items():
+                if who not in earlier | {"base", "previous"}:
+                    raise ValueError(
+                        f"stage {stage.name!r} role {role!r} -> {who!r}: must be 'base', 'previous' or an earlier stage"
+                    )
+        return self
+
+
+class EngineSettings(Strict):
+    backend: Literal["transformers", "openai", "vllm"] = "transformers"
+    batch_size: int = Field(16, ge=1)
+    dtype: str = "auto"
+    base_url: str | None = None
+    api_key: str | None = None
+    concurrency: int = Field(8, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+
+
+class RunSettings(Strict):
+    """Everything a run needs besides the curriculum (recorded in the manifest)."""
+
+    curriculum: str = "skills"
+    model: str = "gemma-3-270m"
+    preset: Literal["tiny", "quick", "full"] = "quick"
+    seed: int = 0
+    judge_model: str | None = Field(None, description="external judge; default: the base model")
+    constitution: str = "default"
+    benchmarks_dir: str | None = None
+    stages: list[str] | None = Field(None, description="run only these stages (prefix of the curriculum)")
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    stage_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- YAML helpers
+
+
+def load_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}{where}: malformed YAML: {problem}") from None
+
+
+def format_validation_error(source: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"{source}: field '{field}': {err['msg']}")
+    return "\n".join(lines)
+
+
+def select_preset(value: Any, preset: str) -> Any:
+    """Resolve ``{tiny: a, quick: b, full: c}`` mappings recursively for ``preset``."""
+    if isinstance(value, dict):
+        if value and set(value) <= set(PRESETS):
+            if preset not in value:
+                raise ConfigError(f"value {value} has no entry for preset {preset!r}")
+            return select_preset(value[preset], preset)
+        return {k: select_preset(v, preset) for k, v in value.items()}
+    if isinstance(value, list):
+        return [select_preset(v, preset) for v in value]
+    return value
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """``a.b.c=value`` (value parsed as YAML) -> nested dict."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. engine.batch_size=8")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    node: dict = {}
+    cur = node
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        cur[part] = {}
+        cur = cur[part]
+    cur[parts[-1]] = value
+    return node
+
+
+# ---------------------------------------------------------------- curricula
+
+
+def curriculum_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    builtin = PACKAGE_DIR / "curricula" / f"{name_or_path}.yaml"
+    if not builtin.exists():
+        known = sorted(p.stem for p in (PACKAGE_DIR / "curricula").glob("*.yaml"))
+        raise ConfigError(f"unknown curriculum {name_or_path!r}; built-in: {', '.join(known)}, or pass a .yaml path")
+    return builtin
+
+
+def load_curriculum(
+    name_or_path: str, preset: str, stage_overrides: dict[str, dict] | None = None
+) -> Curriculum:
+    """Load, resolve per-preset values, apply per-stage overrides, validate."""
+    path = curriculum_path(name_or_path)
+    raw = load_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'name' and 'stages'")
+    defaults = raw.pop("stage_defaults", {}) or {}
+    stages = raw.get("stages")
+    if not isinstance(stages, list):
+        raise ConfigError(f"{path}: field 'stages': expected a list of stage mappings")
+    merged = []
+    for i, stage in enumerate(stages):
+        if not isinstance(stage, dict):
+            raise ConfigError(f"{path}: field 'stages.{i}': expected a mapping")
+        spec = deep_merge(defaults, stage)
+        for key, override in (stage_overrides or {}).items():
+            if key in ("*", spec.get("name")):
+                spec = deep_merge(spec, override)
+        merged.append(spec)
+    raw["stages"] = merged
+    resolved = select_preset(raw, preset)
+    try:
+        return Curriculum.model_validate(resolved)
+    except ValidationError as exc:
+        # Field paths like stages.2.threshold; name the stage too.
+        msg = format_validation_error(str(path), exc)
+        for i, stage in enumerate(merged):
+            msg = msg.replace(f"'stages.{i}.", f"'stages.{i}({stage.get('name', '?')}).")
+        raise ConfigError(msg) from None
+
+
+def load_run_settings(config_file: str | None, overrides: list[str], base: dict | None = None) -> RunSettings:
+    """defaults < config file < ``--set`` overrides < explicit flags (passed in ``base``)."""
+    data: dict = {}
+    source = "command line"
+    if config_file:
+        loaded = load_yaml(config_file)
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{config_file}: expected a mapping of settings")
+        data = loaded
+        source = str(config_file)
+    for item in overrides:
+        data = deep_merge(data, parse_override(item))
+    data = deep_merge(data, {k: v for k, v in (base or {}).items() if v is not None})
+    try:
+        return RunSettings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc)) from None

@@ -1,0 +1,51 @@
+"""The engine contract every backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SamplingParams(BaseModel):
+    """How to sample. ``temperature == 0`` means greedy decoding."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_new_tokens: int = Field(64, ge=1)
+    temperature: float = Field(0.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0)
+    n: int = Field(1, ge=1, description="samples per prompt")
+    stop: list[str] = Field(default_factory=list, description="extra stop strings")
+    seed: int = 0
+    repetition_penalty: float = Field(1.0, gt=0.0)
+
+
+class Engine(ABC):
+    """Generates text for a batch of prompts (already formatted)."""
+
+    name: str = "engine"
+
+    @abstractmethod
+    def generate(
+        self, prompts: list[str], params: SamplingParams, *, progress: bool = True, desc: str = "generate"
+    ) -> list[list[str]]:
+        """Return ``params.n`` cleaned completions per prompt (stop strings removed)."""
+
+    def choose(self, prompts: list[str], options: list[list[str]]) -> list[int]:
+        """Index of the most likely option continuation for each prompt (for judges).
+
+        Default: greedy-generate and match the first option the output starts with.
+        Backends that expose log-probabilities override this.
+        """
+        outs = self.generate(prompts, SamplingParams(max_new_tokens=8), progress=False)
+        picks = []
+        for (out,), opts in zip(outs, options):
+            low = out.strip().lower()
+            pick = next((i for i, o in enumerate(opts) if low.startswith(o.strip().lower())), 0)
+            picks.append(pick)
+        return picks
+
+    def close(self) -> None:  # pragma: no cover - backends with resources override
+        """Release resources (servers, GPU memory)."""

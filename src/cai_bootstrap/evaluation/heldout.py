@@ -1,0 +1,82 @@
+"""Held-out scoring of a model on a stage's families, by verifiers only.
+
+Held-out instances are static (seed banks, disjoint topics and templates), so the
+same set scores the base model, the stage model and later models. Rows are
+appended per item, so an interrupted evaluation resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from cai_bootstrap.engines.base import Engine, SamplingParams
+from cai_bootstrap.jsonl import JsonlAppender, iter_jsonl
+from cai_bootstrap.prompt_format import format_prompt
+from cai_bootstrap.tasks import Instance, get_family
+
+
+class FamilyScore(BaseModel):
+    n: int
+    passed: int
+    rate: float
+
+
+class HeldoutScore(BaseModel):
+    model: str
+    mean: float = Field(description="share of all held-out cases passed")
+    per_family: dict[str, FamilyScore]
+
+    def min_family_rate(self) -> float:
+        return min((f.rate for f in self.per_family.values()), default=0.0)
+
+
+def heldout_instances(families: list[str], per_family: int, seed: int = 0) -> list[Instance]:
+    out: list[Instance] = []
+    for name in families:
+        out.extend(get_family(name).instances("heldout", per_family, seed))
+    return out
+
+
+def score_rows(model: str, rows: list[dict]) -> HeldoutScore:
+    fams: dict[str, list[bool]] = {}
+    for row in rows:
+        fams.setdefault(row["family"], []).append(bool(row["passed"]))
+    per_family = {
+        f: FamilyScore(n=len(v), passed=sum(v), rate=sum(v) / len(v) if v else 0.0) for f, v in sorted(fams.items())
+    }
+    total = sum(len(v) for v in fams.values())
+    mean = sum(sum(v) for v in fams.values()) / total if total else 0.0
+    return HeldoutScore(model=model, mean=mean, per_family=per_family)
+
+
+def evaluate_heldout(
+    engine: Engine,
+    model_name: str,
+    instances: list[Instance],
+    rows_path: Path,
+    *,
+    max_new_tokens: int = 64,
+    batch: int = 32,
+    progress: bool = True,
+) -> HeldoutScore:
+    """Greedy answers to each instance, verified by its family; resumable via ``rows_path``."""
+    done = {r["id"]: r for r in iter_jsonl(rows_path)}
+    todo = [inst for inst in instances if inst.id not in done]
+    with JsonlAppender(rows_path) as out:
+        for start in range(0, len(todo), batch):
+            chunk = todo[start : start + batch]
+            prompts = [format_prompt(inst.instruction) for inst in chunk]
+            params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)
+            outputs = engine.generate(prompts, params, progress=progress, desc=f"eval {model_name}")
+            for inst, (output,) in zip(chunk, outputs):
+                verdict = get_family(inst.family).verify(inst, output)
+                row = {
+                    "id": inst.id, "family": inst.family, "prompt": inst.instruction, "output": output,
+                    "passed": verdict.passed, "check": verdict.check, "reason": verdict.reason,
+                }
+                out.append(row)
+                done[inst.id] = row
+    wanted = {inst.id for inst in instances}
+    return score_rows(model_name, [r for i, r in done.items() if i in wanted])

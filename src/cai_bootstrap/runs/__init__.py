@@ -1,0 +1,1 @@
+"""Run directories: manifest, per-stage state, resumable execution."""

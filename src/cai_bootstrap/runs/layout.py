@@ -1,0 +1,58 @@
+"""Where everything in a run directory lives, and the per-stage state file.
+
+    runs/<id>/manifest.json
+    runs/<id>/<stage>/state.json     state machine (atomic writes)
+    runs/<id>/<stage>/data.jsonl     training candidates with provenance (append-only)
+    runs/<id>/<stage>/train/attempt-<k>/   adapter, checkpoints, train_log.jsonl
+    runs/<id>/<stage>/model/         lineage.json + adapter/ (the stage model)
+    runs/<id>/<stage>/eval/          per-item held-out rows per evaluated model
+    runs/<id>/<stage>/metrics.json, samples.md
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from cai_bootstrap.jsonl import atomic_write_json, read_json
+
+StageState = Literal["pending", "generating", "training", "evaluating", "passed", "failed", "continued"]
+FINISHED: tuple[str, ...] = ("passed", "continued")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class StageStatus(BaseModel):
+    state: StageState = "pending"
+    attempt: int = 0
+    started: str | None = None
+    finished: str | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+    message: str = ""
+
+
+class StagePaths:
+    def __init__(self, run_dir: Path, stage: str):
+        self.root = run_dir / stage
+        self.state = self.root / "state.json"
+        self.data = self.root / "data.jsonl"
+        self.model = self.root / "model"
+        self.eval = self.root / "eval"
+        self.metrics = self.root / "metrics.json"
+        self.samples = self.root / "samples.md"
+
+    def train(self, attempt: int) -> Path:
+        return self.root / "train" / f"attempt-{attempt}"
+
+    def load_status(self) -> StageStatus:
+        if not self.state.exists():
+            return StageStatus()
+        return StageStatus.model_validate(read_json(self.state))
+
+    def save_status(self, status: StageStatus) -> None:
+        atomic_write_json(self.state, status.model_dump())
