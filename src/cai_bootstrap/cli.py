@@ -337,6 +337,18 @@ def _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, out
             "settings": {"model": model, "preset": preset, "seed": seed, "threshold": spec.threshold}}
 
 
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
+    """Write report.md and a self-contained report.html (plots embedded) into the run."""
+    from cai_bootstrap.report import ReportError, write_report
+
+    try:
+        md, html = write_report(run_dir)
+    except ReportError as exc:
+        fail(str(exc))
+    console.print(f"wrote {md}\nwrote {html}")
+
+
 def entrypoint() -> None:  # pragma: no cover
     app()
 

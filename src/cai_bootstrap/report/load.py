@@ -1,0 +1,365 @@
+"""Read a run directory into typed, tolerant objects for the report.
+
+Inputs (see ``cai_bootstrap.runs.layout``): ``manifest.json`` (required) and, per
+stage, any of ``state.json``, ``metrics.json``, ``train/**/train_log.jsonl``,
+``data.jsonl``, ``eval/heldout-<model>.jsonl``. Every per-stage part is optional:
+a missing part becomes ``None`` / empty and the renderers say "not run".
+
+Output: `RunData` with one `StageData` per stage in manifest order. Nothing here
+imports torch or the training stack, so reporting stays fast.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cai_bootstrap.jsonl import JsonlError, iter_jsonl, read_json
+
+#: Kept training records and held-out rows shown per stage.
+N_KEPT_SAMPLES = 3
+N_HELDOUT_SAMPLES = 4
+
+
+class ReportError(ValueError):
+    """The run directory cannot be reported on (no manifest, unreadable manifest)."""
+
+
+def _num(value: Any) -> float | None:
+    """A finite float, or None for anything else (missing, null, NaN, text)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if out == out and out not in (float("inf"), float("-inf")) else None
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass
+class FamilyScore:
+    n: int
+    passed: int
+    rate: float
+
+
+@dataclass
+class Score:
+    """One model's success on one held-out set: mean and per-family rates (0..1)."""
+
+    model: str
+    mean: float | None
+    per_family: dict[str, FamilyScore] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: Any, model: str = "") -> Score | None:
+        if not isinstance(raw, dict):
+            return None
+        fams: dict[str, FamilyScore] = {}
+        for name, fam in _dict(raw.get("per_family")).items():
+            fam = _dict(fam)
+            n = int(_num(fam.get("n")) or 0)
+            passed = int(_num(fam.get("passed")) or 0)
+            rate = _num(fam.get("rate"))
+            if rate is None:
+                rate = passed / n if n else 0.0
+            fams[str(name)] = FamilyScore(n=n, passed=passed, rate=rate)
+        mean = _num(raw.get("mean"))
+        if mean is None and fams:
+            total = sum(f.n for f in fams.values())
+            mean = sum(f.passed for f in fams.values()) / total if total else None
+        return cls(model=str(raw.get("model") or model), mean=mean, per_family=fams)
+
+
+@dataclass
+class DataYield:
+    generated: int
+    kept: int
+    by_filter: dict[str, int]
+
+
+@dataclass
+class StageData:
+    name: str
+    kind: str = ""
+    description: str = ""
+    families: list[str] = field(default_factory=list)
+    threshold: float | None = None
+    #: state.json content (None when the stage never started).
+    status: dict | None = None
+    #: metrics.json content as written (None when the stage has no metrics yet).
+    metrics: dict | None = None
+    heldout: Score | None = None
+    base_heldout: Score | None = None
+    control: Score | None = None
+    retained: dict[str, Score] = field(default_factory=dict)
+    data: DataYield | None = None
+    #: train_log.jsonl rows of the latest attempt, and that attempt's label.
+    train_log: list[dict] = field(default_factory=list)
+    train_log_source: str = ""
+    kept_samples: list[dict] = field(default_factory=list)
+    dropped_samples: list[dict] = field(default_factory=list)
+    heldout_samples: list[dict] = field(default_factory=list)
+    heldout_samples_model: str = ""
+    #: Problems met while reading this stage (shown in the report, never raised).
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        """pending | generating | training | evaluating | passed | failed | continued | not run."""
+        if self.status and self.status.get("state"):
+            return str(self.status["state"])
+        if self.metrics is not None:
+            return "passed" if self.metrics.get("passed") else "failed"
+        return "not run"
+
+    @property
+    def ran(self) -> bool:
+        return self.metrics is not None
+
+    @property
+    def passed(self) -> bool | None:
+        if self.metrics is None or "passed" not in self.metrics:
+            return None
+        return bool(self.metrics["passed"])
+
+    @property
+    def attempts(self) -> int | None:
+        if self.metrics and _num(self.metrics.get("attempts")) is not None:
+            return int(self.metrics["attempts"])
+        if self.status and _num(self.status.get("attempt")) is not None:
+            return int(self.status["attempt"]) + 1
+        return None
+
+    @property
+    def timings(self) -> dict[str, float]:
+        raw = _dict((self.metrics or {}).get("timings")) or _dict((self.status or {}).get("timings"))
+        return {k: v for k, v in ((k, _num(v)) for k, v in raw.items()) if v is not None}
+
+    @property
+    def tokens(self) -> dict[str, float]:
+        raw = _dict((self.metrics or {}).get("tokens"))
+        return {k: v for k, v in ((k, _num(v)) for k, v in raw.items()) if v is not None}
+
+    @property
+    def training(self) -> dict:
+        return _dict((self.metrics or {}).get("training"))
+
+    @property
+    def safety(self) -> dict | None:
+        raw = (self.metrics or {}).get("safety")
+        return raw if isinstance(raw, dict) and raw else None
+
+
+@dataclass
+class RunData:
+    run_dir: Path
+    run_id: str
+    created: str
+    settings: dict
+    curriculum: str
+    versions: dict[str, str]
+    git_commit: str | None
+    input_hashes: dict[str, str]
+    warnings: list[str]
+    stages: list[StageData]
+
+    def stage(self, name: str) -> StageData | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+    @property
+    def all_warnings(self) -> list[str]:
+        """Manifest warnings, then gates that failed (stopped or continued), then read problems."""
+        out = list(self.warnings)
+        for s in self.stages:
+            if s.state == "continued":
+                out.append(f"{s.name}: gate failed and the run continued. {_gate_detail(s)}".strip())
+            elif s.state == "failed":
+                out.append(f"{s.name}: gate failed; the run stopped here. {_gate_detail(s)}".strip())
+            out.extend(f"{s.name}: {p}" for p in s.problems)
+        return out
+
+
+def _gate_detail(s: StageData) -> str:
+    msg = str((s.status or {}).get("message") or "")
+    if msg:
+        return msg
+    if s.heldout and s.heldout.mean is not None and s.threshold is not None:
+        return f"Held-out success {s.heldout.mean:.1%} vs threshold {s.threshold:.0%}."
+    return ""
+
+
+def _read_json_optional(path: Path, problems: list[str]) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        obj = read_json(path)
+    except (JsonlError, OSError, UnicodeDecodeError) as exc:
+        problems.append(f"unreadable {path.name}: {exc}")
+        return None
+    if not isinstance(obj, dict):
+        problems.append(f"{path.name} is not a JSON object")
+        return None
+    return obj
+
+
+def _attempt_no(path: Path) -> int:
+    m = re.search(r"attempt-(\d+)", str(path))
+    return int(m.group(1)) if m else -1
+
+
+def _load_train_log(stage_dir: Path, problems: list[str]) -> tuple[list[dict], str]:
+    """Rows of the latest attempt's ``train_log.jsonl`` (``train/attempt-<k>/`` or ``train/``)."""
+    logs = sorted((stage_dir / "train").rglob("train_log.jsonl"), key=lambda p: (_attempt_no(p), str(p)))
+    if not logs:
+        return [], ""
+    path = logs[-1]
+    try:
+        rows = [r for r in iter_jsonl(path) if _num(r.get("loss")) is not None or "rewards/margins" in r]
+    except (JsonlError, OSError) as exc:
+        problems.append(f"unreadable train log: {exc}")
+        return [], ""
+    return rows, str(path.relative_to(stage_dir))
+
+
+def _load_data(
+    stage_dir: Path, need_yield: bool, problems: list[str]
+) -> tuple[list[dict], list[dict], DataYield | None]:
+    """A few kept records (one family after another) and one dropped; the yield if asked."""
+    path = stage_dir / "data.jsonl"
+    if not path.exists():
+        return [], [], None
+    by_family: dict[str, list[dict]] = {}
+    dropped: list[dict] = []
+    generated = kept = 0
+    by_filter: dict[str, int] = {}
+    try:
+        for rec in iter_jsonl(path):
+            generated += 1
+            if rec.get("kept"):
+                kept += 1
+                fam = by_family.setdefault(str(rec.get("family", "")), [])
+                if len(fam) < N_KEPT_SAMPLES:
+                    fam.append(rec)
+            else:
+                reason = str(rec.get("drop_reason") or "dropped")
+                by_filter[reason] = by_filter.get(reason, 0) + 1
+                if not dropped:
+                    dropped.append(rec)
+            if not need_yield and len(dropped) >= 1 and sum(map(len, by_family.values())) >= 4 * N_KEPT_SAMPLES:
+                break
+    except (JsonlError, OSError) as exc:
+        problems.append(f"unreadable data.jsonl: {exc}")
+    # Round-robin over families so every family gets a sample before any gets two.
+    samples: list[dict] = []
+    queues = [list(v) for v in by_family.values()]
+    while len(samples) < N_KEPT_SAMPLES and any(queues):
+        for q in queues:
+            if q and len(samples) < N_KEPT_SAMPLES:
+                samples.append(q.pop(0))
+    data = DataYield(generated, kept, by_filter) if need_yield else None
+    return samples, dropped, data
+
+
+def _load_heldout_rows(stage_dir: Path, stage: str, problems: list[str]) -> tuple[list[dict], str]:
+    """Up to N held-out rows of the stage model, failures and passes both shown."""
+    eval_dir = stage_dir / "eval"
+    preferred = eval_dir / f"heldout-{stage}.jsonl"
+    path = preferred if preferred.exists() else None
+    if path is None:
+        others = sorted(p for p in eval_dir.glob("heldout-*.jsonl") if p.name not in ("heldout-base.jsonl",))
+        path = others[0] if others else (eval_dir / "heldout-base.jsonl")
+    if not path.exists():
+        return [], ""
+    passed: list[dict] = []
+    failed: list[dict] = []
+    half = N_HELDOUT_SAMPLES // 2
+    try:
+        for row in iter_jsonl(path):
+            bucket = passed if row.get("passed") else failed
+            if len(bucket) < N_HELDOUT_SAMPLES:
+                bucket.append(row)
+            if len(passed) >= N_HELDOUT_SAMPLES and len(failed) >= N_HELDOUT_SAMPLES:
+                break
+    except (JsonlError, OSError) as exc:
+        problems.append(f"unreadable {path.name}: {exc}")
+    n_fail = min(len(failed), max(half, N_HELDOUT_SAMPLES - len(passed)))
+    rows = failed[:n_fail] + passed[: N_HELDOUT_SAMPLES - n_fail]
+    return rows, path.stem.removeprefix("heldout-")
+
+
+def _load_data_yield(raw: Any) -> DataYield | None:
+    if not isinstance(raw, dict) or _num(raw.get("generated")) is None:
+        return None
+    by_filter = {str(k): int(_num(v) or 0) for k, v in _dict(raw.get("by_filter")).items()}
+    return DataYield(int(_num(raw["generated"]) or 0), int(_num(raw.get("kept")) or 0), by_filter)
+
+
+def load_stage(run_dir: Path, spec: dict) -> StageData:
+    name = str(spec["name"])
+    stage_dir = run_dir / name
+    problems: list[str] = []
+    status = _read_json_optional(stage_dir / "state.json", problems)
+    metrics = _read_json_optional(stage_dir / "metrics.json", problems)
+    m = metrics or {}
+    threshold = _num(m.get("threshold"))
+    if threshold is None:
+        threshold = _num(spec.get("threshold"))
+    stage = StageData(
+        name=name,
+        kind=str(m.get("kind") or spec.get("kind") or ""),
+        description=str(spec.get("description") or ""),
+        families=[str(f) for f in spec.get("families") or []],
+        threshold=threshold,
+        status=status,
+        metrics=metrics,
+        heldout=Score.parse(m.get("heldout"), name),
+        base_heldout=Score.parse(m.get("base_heldout"), "base"),
+        control=Score.parse(_dict(m.get("control")).get("heldout"), "control"),
+        retained={str(k): s for k, v in _dict(m.get("retained")).items() if (s := Score.parse(v, name)) is not None},
+        data=_load_data_yield(m.get("data")),
+        problems=problems,
+    )
+    stage.train_log, stage.train_log_source = _load_train_log(stage_dir, problems)
+    stage.kept_samples, stage.dropped_samples, counted = _load_data(stage_dir, stage.data is None, problems)
+    if stage.data is None:
+        stage.data = counted
+    stage.heldout_samples, stage.heldout_samples_model = _load_heldout_rows(stage_dir, name, problems)
+    return stage
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read ``run_dir`` (manifest required; all else optional)."""
+    run_dir = Path(run_dir)
+    manifest_path = run_dir / "manifest.json"
+    if not manifest_path.exists():
+        raise ReportError(f"{run_dir}: no manifest.json; is this a run directory?")
+    try:
+        manifest = read_json(manifest_path)
+    except JsonlError as exc:
+        raise ReportError(str(exc)) from None
+    if not isinstance(manifest, dict):
+        raise ReportError(f"{manifest_path}: not a JSON object")
+    settings = _dict(manifest.get("settings"))
+    curriculum = _dict(manifest.get("curriculum"))
+    specs = {str(s.get("name")): s for s in curriculum.get("stages") or [] if isinstance(s, dict) and s.get("name")}
+    order = [str(s) for s in manifest.get("stages") or []] or list(specs)
+    stages = [load_stage(run_dir, specs.get(name, {"name": name})) for name in order]
+    return RunData(
+        run_dir=run_dir,
+        run_id=str(manifest.get("run_id") or run_dir.name),
+        created=str(manifest.get("created") or ""),
+        settings=settings,
+        curriculum=str(curriculum.get("name") or settings.get("curriculum") or ""),
+        versions={str(k): str(v) for k, v in _dict(manifest.get("versions")).items()},
+        git_commit=manifest.get("git_commit"),
+        input_hashes={str(k): str(v) for k, v in _dict(manifest.get("input_hashes")).items()},
+        warnings=[str(w) for w in manifest.get("warnings") or []],
+        stages=stages,
+    )

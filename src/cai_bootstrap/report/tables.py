@@ -1,0 +1,281 @@
+"""The report's tables, built once from `RunData` and rendered by both markdown.py and html.py.
+
+A cell is a plain string or a `Cell` carrying a style hint (``good``, ``bad``,
+``muted``, ``warn``) that the HTML colours and the markdown ignores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cai_bootstrap.report.load import RunData, Score, StageData
+from cai_bootstrap.report.plots import retained_matrix
+
+NOT_RUN = "not run"
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    style: str = ""
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str | Cell]]
+    #: Columns after the first are right-aligned numbers unless listed here.
+    text_columns: set[int] = field(default_factory=lambda: {0})
+
+
+def pct(v: float | None, digits: int = 1) -> str:
+    return "–" if v is None else f"{v:.{digits}%}"
+
+
+def num(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if v.is_integer() and abs(v) >= 1:
+            return f"{int(v):,}"
+        return f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
+def seconds(v: float | None) -> str:
+    if v is None:
+        return "–"
+    if v < 120:
+        return f"{v:.1f} s"
+    if v < 7200:
+        return f"{v / 60:.1f} min"
+    return f"{v / 3600:.2f} h"
+
+
+STATE_STYLE = {"passed": "good", "failed": "bad", "continued": "warn", NOT_RUN: "muted", "pending": "muted"}
+
+
+def state_cell(s: StageData) -> Cell:
+    label = {"continued": "continued (gate failed)"}.get(s.state, s.state)
+    return Cell(label, STATE_STYLE.get(s.state, "warn"))
+
+
+def run_facts(run: RunData) -> list[tuple[str, str]]:
+    st = run.settings
+    facts = [
+        ("Run", run.run_id),
+        ("Created", run.created or "–"),
+        ("Curriculum", run.curriculum or "–"),
+        ("Model", str(st.get("model", "–"))),
+        ("Preset", str(st.get("preset", "–"))),
+        ("Seed", str(st.get("seed", "–"))),
+        ("Stages", f"{sum(s.state in ('passed', 'continued') for s in run.stages)} of {len(run.stages)} finished"),
+        ("Git commit", (run.git_commit or "–")[:12]),
+    ]
+    for key in ("judge_model", "constitution"):
+        if st.get(key):
+            facts.append((key.replace("_", " ").capitalize(), str(st[key])))
+    engine = st.get("engine")
+    if isinstance(engine, dict) and engine.get("backend"):
+        facts.append(("Engine", str(engine["backend"])))
+    return facts
+
+
+def versions_table(run: RunData) -> Table:
+    return Table(["Package", "Version"], [[k, v] for k, v in run.versions.items()], {0, 1})
+
+
+def _delta(a: float | None, b: float | None) -> Cell:
+    if a is None or b is None:
+        return Cell("–", "muted")
+    d = (a - b) * 100
+    return Cell(f"{d:+.1f} pt", "good" if d > 0 else "bad" if d < 0 else "")
+
+
+def summary_table(run: RunData) -> Table:
+    has_control = any(s.control for s in run.stages)
+    headers = ["Stage", "Kind", "State", "Attempts", "Held-out success", "Threshold", "Base model", "vs base"]
+    if has_control:
+        headers += ["Control (base-made data)", "vs control"]
+    rows: list[list[str | Cell]] = []
+    for s in run.stages:
+        mean = s.heldout.mean if s.heldout else None
+        base = s.base_heldout.mean if s.base_heldout else None
+        ok = s.passed
+        success = Cell(pct(mean), "muted" if mean is None else "good" if ok else "bad" if ok is False else "")
+        row: list[str | Cell] = [
+            s.name,
+            s.kind or "–",
+            state_cell(s),
+            num(s.attempts),
+            success,
+            pct(s.threshold, 0),
+            pct(base),
+            _delta(mean, base),
+        ]
+        if has_control:
+            ctrl = s.control.mean if s.control else None
+            row += [pct(ctrl), _delta(mean, ctrl)]
+        rows.append(row)
+    return Table(headers, rows, {0, 1, 2})
+
+
+def family_table(s: StageData) -> Table | None:
+    if not s.heldout or not s.heldout.per_family:
+        return None
+    scores: list[tuple[str, Score | None]] = [("Base model", s.base_heldout)]
+    if s.control:
+        scores.append(("Control", s.control))
+    headers = ["Family", "Cases", "Stage model"] + [label for label, sc in scores if sc]
+    rows: list[list[str | Cell]] = []
+    for fam, fs in s.heldout.per_family.items():
+        ok = s.threshold is None or fs.rate >= s.threshold
+        row: list[str | Cell] = [fam, num(fs.n), Cell(f"{pct(fs.rate)} ({fs.passed}/{fs.n})", "good" if ok else "bad")]
+        for _label, sc in scores:
+            if sc:
+                other = sc.per_family.get(fam)
+                row.append(f"{pct(other.rate)} ({other.passed}/{other.n})" if other else "–")
+        rows.append(row)
+    return Table(headers, rows)
+
+
+def retained_table(run: RunData) -> Table | None:
+    rows, cols, values = retained_matrix(run)
+    if not rows:
+        return None
+    body: list[list[str | Cell]] = []
+    for name, vals in zip(rows, values, strict=True):
+        body.append(
+            [f"{name} model" if name == "base" else name]
+            + [Cell("–", "muted") if v is None else Cell(pct(v)) for v in vals]
+        )
+    return Table(["Model \\ held-out set"] + cols, body)
+
+
+def yield_table(run: RunData) -> Table:
+    rows: list[list[str | Cell]] = []
+    for s in run.stages:
+        d = s.data
+        if d is None:
+            rows.append([s.name, Cell(NOT_RUN, "muted"), "–", "–", "–"])
+            continue
+        share = pct(d.kept / d.generated) if d.generated else "–"
+        drops = ", ".join(f"{k}: {v:,}" for k, v in sorted(d.by_filter.items(), key=lambda kv: -kv[1])) or "none"
+        rows.append([s.name, num(d.generated), num(d.kept), share, drops])
+    return Table(["Stage", "Generated", "Kept", "Kept share", "Dropped by filter"], rows, {0, 4})
+
+
+def cost_table(run: RunData) -> Table:
+    rows: list[list[str | Cell]] = []
+    for s in run.stages:
+        t, tok, tr = s.timings, s.tokens, s.training
+        if not (t or tok or tr):
+            rows.append([s.name, Cell(NOT_RUN, "muted")] + ["–"] * 8)
+            continue
+        rows.append(
+            [
+                s.name,
+                seconds(t.get("generate_s")),
+                seconds(t.get("train_s")),
+                seconds(t.get("eval_s")),
+                seconds(t.get("total_s")),
+                num(tok.get("generated")),
+                num(tok.get("trained")),
+                num(tr.get("examples")),
+                num(tr.get("dpo_pairs")),
+                num(tr.get("final_loss")),
+            ]
+        )
+    return Table(
+        [
+            "Stage",
+            "Generate",
+            "Train",
+            "Evaluate",
+            "Total",
+            "Tokens generated",
+            "Tokens trained",
+            "SFT examples",
+            "DPO pairs",
+            "Final loss",
+        ],
+        rows,
+    )
+
+
+def _metric(v: Any) -> str:
+    if isinstance(v, float) and 0.0 <= v <= 1.0:
+        return pct(v)
+    return num(v)
+
+
+def safety_table(s: StageData) -> Table | None:
+    safety = s.safety
+    if not safety:
+        return None
+    before = safety.get("before") if isinstance(safety.get("before"), dict) else {}
+    after = safety.get("after") if isinstance(safety.get("after"), dict) else {}
+    keys = list(dict.fromkeys([*before, *after]))
+    rows: list[list[str | Cell]] = []
+    for k in keys:
+        b, a = before.get(k), after.get(k)
+        change: str | Cell = "–"
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+            if 0.0 <= a <= 1.0 and 0.0 <= b <= 1.0:
+                # Higher is better for every rate we track except refusing safe prompts.
+                worse_when_up = "over_refusal" in k or ("safe_refusal" in k and "unsafe" not in k)
+                d = (a - b) * 100
+                good = d < 0 if worse_when_up else d > 0
+                change = Cell(f"{d:+.1f} pt", "" if d == 0 else "good" if good else "bad")
+            else:
+                change = f"{a - b:+.4g}"
+        rows.append([k, _metric(b), _metric(a), change])
+    return Table(["Metric", "Before (previous model)", "After (this stage)", "Change"], rows)
+
+
+def safety_gate_lines(s: StageData) -> list[tuple[str, str]]:
+    gate = (s.safety or {}).get("gate")
+    if not isinstance(gate, dict):
+        return []
+    return [(str(k), _metric(v)) for k, v in gate.items()]
+
+
+def provenance_text(rec: dict) -> str:
+    """'prompt by seed; chosen by stage-1; rejected by base' from a record's provenance."""
+    prov = rec.get("provenance")
+    if not isinstance(prov, dict) or not prov:
+        return "unknown"
+    parts = []
+    for fld, info in prov.items():
+        who = info.get("by") if isinstance(info, dict) else info
+        parts.append(f"{fld} by {who}")
+    return "; ".join(parts)
+
+
+def verdict_text(rec: dict) -> str:
+    verdicts = rec.get("verdicts")
+    if not isinstance(verdicts, dict) or not verdicts:
+        return ""
+    parts = []
+    for fld, v in verdicts.items():
+        if isinstance(v, dict):
+            mark = "pass" if v.get("passed") else "fail"
+            check = v.get("check") or ""
+            reason = v.get("reason") or ""
+            parts.append(f"{fld}: {mark}" + (f" ({check})" if check else "") + (f" – {reason}" if reason else ""))
+        else:
+            parts.append(f"{fld}: {v}")
+    return "; ".join(parts)
+
+
+def clip(text: Any, limit: int = 700) -> str:
+    text = "" if text is None else str(text)
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
