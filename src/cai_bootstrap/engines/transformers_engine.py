@@ -13,6 +13,8 @@ import math
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from transformers import StoppingCriteria, StoppingCriteriaList
+
 from cai_bootstrap.engines.base import Engine, SamplingParams
 from cai_bootstrap.models.loading import LoadedModel, load_model
 from cai_bootstrap.prompt_format import STOP_SEQUENCES, clean_response
@@ -35,6 +37,26 @@ def make_progress(disable: bool = False) -> Progress:
         disable=disable,
         transient=False,
     )
+
+
+class StopOnStrings(StoppingCriteria):
+    """Per-sequence stop when the decoded tail contains a stop string.
+
+    transformers' own ``stop_strings`` precomputes a table over the whole vocabulary
+    (262k tokens for Gemma: tens of seconds per new tokenizer/stop set); decoding the
+    last few tokens of each live sequence costs microseconds per step instead.
+    """
+
+    def __init__(self, tokenizer, stops: list[str], prompt_len: int, window: int = 8):
+        self.tokenizer = tokenizer
+        self.stops = stops
+        self.prompt_len = prompt_len
+        self.window = window
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        tails = input_ids[:, max(self.prompt_len, input_ids.shape[1] - self.window) :]
+        texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
+        return torch.tensor([any(stop in t for stop in self.stops) for t in texts], device=input_ids.device)
 
 
 class TransformersEngine(Engine):
@@ -76,8 +98,6 @@ class TransformersEngine(Engine):
         gen_kwargs = dict(
             max_new_tokens=params.max_new_tokens,
             num_return_sequences=params.n,
-            stop_strings=stops,
-            tokenizer=self.tokenizer,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
             repetition_penalty=params.repetition_penalty,
@@ -97,7 +117,8 @@ class TransformersEngine(Engine):
                 idx = order[b * per_batch : (b + 1) * per_batch]
                 enc = self._encode([prompts[i] for i in idx])
                 torch.manual_seed(batch_seed(params.seed, b))
-                out = self.model.generate(**enc, **gen_kwargs)
+                stopper = StopOnStrings(self.tokenizer, stops, enc["input_ids"].shape[1])
+                out = self.model.generate(**enc, **gen_kwargs, stopping_criteria=StoppingCriteriaList([stopper]))
                 new = out[:, enc["input_ids"].shape[1] :]
                 texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
                 non_pad = (new != self.tokenizer.pad_token_id).sum().item()
