@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -18,7 +19,7 @@ err = Console(stderr=True)
 
 
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -215,7 +216,7 @@ def _execute(run_dir: Path, progress: bool) -> None:
     try:
         execute(run_dir, console, progress=progress)
     except GateFailed as exc:
-        err.print(f"[bold red]stopped: {exc}[/]")
+        err.print(f"[bold red]stopped:[/] {escape(str(exc))}")
         _status_table(run_dir)
         raise typer.Exit(3)
     except _known_errors() as exc:
@@ -267,7 +268,7 @@ def _status_table(run_dir: Path) -> None:
         )
     console.print(table)
     for warning in manifest.get("warnings", []):
-        console.print(f"[bold yellow]warning:[/] {warning}")
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}")
 
 
 @app.command("eval")
@@ -347,6 +348,31 @@ def report(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
     except ReportError as exc:
         fail(str(exc))
     console.print(f"wrote {md}\nwrote {html}")
+
+
+@app.command()
+def bench(
+    model: str = typer.Option("gemma-3-270m", "--model", "-m"),
+    quick: bool = typer.Option(False, help="small sizes: finishes within about 5 minutes"),
+    gen_batch_size: int = typer.Option(32, help="generation batch size (the pipeline's default is 16-32)"),
+    new_tokens: int = typer.Option(32, help="tokens generated per prompt"),
+    train_batch_size: int = typer.Option(8),
+    train_seq_len: int = typer.Option(128, help="approximate tokens per training example"),
+    stage: bool = typer.Option(False, help="also time one quick-preset stage end to end"),
+    out: Path = typer.Option(Path("bench.json"), "--out", "-o", help="JSON results"),
+) -> None:
+    """Measure generation, SFT and DPO throughput vs naive baselines and the roofline."""
+    from cai_bootstrap.bench import BenchSettings, bench_table, run_bench, save
+
+    settings = BenchSettings(model=model, quick=quick, gen_batch_size=gen_batch_size, new_tokens=new_tokens,
+                             train_batch_size=train_batch_size, train_seq_len=train_seq_len, stage=stage)
+    try:
+        result = run_bench(settings, progress_cb=lambda msg: console.print(f"[dim]{msg}...[/]"))
+    except _known_errors() as exc:
+        fail(str(exc))
+    save(result, out)
+    console.print(bench_table(result))
+    console.print(f"wrote {out}")
 
 
 def entrypoint() -> None:  # pragma: no cover

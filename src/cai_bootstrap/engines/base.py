@@ -20,6 +20,8 @@ class SamplingParams(BaseModel):
     stop: list[str] = Field(default_factory=list, description="extra stop strings")
     seed: int = 0
     repetition_penalty: float = Field(1.0, gt=0.0)
+    #: Generate at least this many tokens (EOS and stop strings ignored until then); for benchmarks.
+    min_new_tokens: int = Field(0, ge=0)
 
 
 class Engine(ABC):

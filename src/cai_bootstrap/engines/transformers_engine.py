@@ -101,6 +101,7 @@ class TransformersEngine(Engine):
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
             repetition_penalty=params.repetition_penalty,
+            min_new_tokens=params.min_new_tokens or None,
         )
         if params.temperature > 0:
             gen_kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or None)
@@ -117,8 +118,10 @@ class TransformersEngine(Engine):
                 idx = order[b * per_batch : (b + 1) * per_batch]
                 enc = self._encode([prompts[i] for i in idx])
                 torch.manual_seed(batch_seed(params.seed, b))
-                stopper = StopOnStrings(self.tokenizer, stops, enc["input_ids"].shape[1])
-                out = self.model.generate(**enc, **gen_kwargs, stopping_criteria=StoppingCriteriaList([stopper]))
+                criteria = StoppingCriteriaList()
+                if params.min_new_tokens < params.max_new_tokens:
+                    criteria.append(StopOnStrings(self.tokenizer, stops, enc["input_ids"].shape[1]))
+                out = self.model.generate(**enc, **gen_kwargs, stopping_criteria=criteria)
                 new = out[:, enc["input_ids"].shape[1] :]
                 texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
                 non_pad = (new != self.tokenizer.pad_token_id).sum().item()

@@ -9,7 +9,6 @@ and a stage whose state is ``passed`` or ``continued`` is never redone.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import random
 import shutil
@@ -17,6 +16,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from cai_bootstrap.config import (
     Curriculum,
@@ -175,7 +175,7 @@ def run_stage(
         metrics["timings"] = dict(status.timings)
         atomic_write_json(paths.metrics, metrics)
         _write_samples(paths, spec, attempt)
-        console.print(("[green]" if gate.passed else "[red]") + gate.message)
+        console.print(("[green]" if gate.passed else "[red]") + escape(gate.message))
         if gate.passed:
             return _finish(paths, status, "passed", gate.message)
         if attempt < spec.retry.max_retries:
@@ -187,7 +187,7 @@ def run_stage(
         if spec.on_fail == "continue":
             warning = f"GATE FAILED but continued (on_fail=continue): {gate.message}"
             add_manifest_warning(run_dir, warning)
-            console.print(f"[bold red on yellow] WARNING [/] {warning}")
+            console.print(f"[bold red on yellow] WARNING [/] {escape(warning)}")
             return _finish(paths, status, "continued", gate.message)
         _finish(paths, status, "failed", gate.message)
         raise GateFailed(gate.message)
@@ -280,18 +280,9 @@ def _train(run_dir, spec, settings, previous, attempt, paths, console, progress)
         train_settings = spec.training.model_copy(
             update={"epochs": spec.training.epochs + attempt * spec.retry.extra_epochs, "seed": settings.seed + attempt}
         )
-        result = train_stage(loaded.model, loaded.tokenizer, records, train_settings, out_dir, progress=progress)
-        atomic_write_json(out_dir / "result.json", _dump(result))
+        train_stage(loaded.model, loaded.tokenizer, records, train_settings, out_dir, progress=progress)
         del loaded
     _install_model(run_dir, spec, settings, previous, adapter, paths)
-
-
-def _dump(obj) -> dict:
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(mode="json")
-    from dataclasses import asdict, is_dataclass
-
-    return json.loads(json.dumps(asdict(obj) if is_dataclass(obj) else dict(obj), default=str))
 
 
 def _install_model(run_dir: Path, spec: StageSpec, settings: RunSettings, previous, adapter: Path, paths: StagePaths) -> None:
@@ -373,7 +364,7 @@ def stage_metrics(spec, paths, attempt, gate: GateResult, score: HeldoutScore, b
         else:
             reason = rec.get("drop_reason") or "unspecified"
             by_filter[reason] = by_filter.get(reason, 0) + 1
-    result_file = paths.train(attempt) / "result.json"
+    result_file = paths.train(attempt) / "train_result.json"
     training = read_json(result_file) if result_file.exists() else {}
     previous = read_json(paths.metrics) if paths.metrics.exists() else {}
     history = [h for h in previous.get("history", []) if h.get("attempt") != attempt]
