@@ -375,6 +375,45 @@ def bench(
     console.print(f"wrote {out}")
 
 
+@app.command()
+def serve(
+    model: str = typer.Option("gemma-3-270m", "--model", "-m", help="registry name, path or runs/x:stage-k"),
+    host: str = typer.Option("127.0.0.1", help="bind address (loopback by default)"),
+    port: int = typer.Option(8000),
+    batch_size: int = typer.Option(16),
+    dtype: str = typer.Option("auto"),
+    api_key: Optional[str] = typer.Option(None, help="require this bearer token"),
+    any_model: bool = typer.Option(False, help="also serve other model refs named in requests (stage models)"),
+) -> None:
+    """OpenAI-compatible server (/v1/models, /v1/completions, /v1/chat/completions)."""
+    from cai_bootstrap.serve import run_server
+
+    try:
+        run_server(model, host=host, port=port, dtype=dtype, batch_size=batch_size, api_key=api_key,
+                   any_model=any_model)
+    except _known_errors() as exc:
+        fail(str(exc))
+
+
+@app.command()
+def plan(
+    curriculum: str = typer.Option("skills", "--curriculum", "-c"),
+    preset: str = typer.Option("full", "--preset", "-p"),
+    hardware: str = typer.Option("h100", help="h100 | a100 | cpu | measured (with --bench)"),
+    bench_file: Optional[Path] = typer.Option(None, "--bench", help="bench.json from `cai-bootstrap bench`"),
+    gpu_hour_price: float = typer.Option(1.74, help="USD per GPU hour"),
+) -> None:
+    """Estimate generations, tokens, hours and cost per stage before spending them."""
+    from cai_bootstrap.plan import plan as make_plan
+    from cai_bootstrap.plan import plan_table
+
+    try:
+        rows = make_plan(curriculum, preset, hardware, gpu_hour_price, bench_path=bench_file)
+    except _known_errors() as exc:
+        fail(str(exc))
+    console.print(plan_table(rows, title=f"plan: {curriculum} / {preset} / {hardware}"))
+
+
 def entrypoint() -> None:  # pragma: no cover
     app()
 

@@ -1,0 +1,433 @@
+"""``cai-bootstrap plan``: what a curriculum will cost before it runs.
+
+Per stage: candidate prompts, generations, tokens to generate and to train, and hours
+and cost on a hardware profile. Every number comes from the curriculum (resolved for
+the preset) and the assumptions below; nothing is run.
+
+Counting (per stage):
+
+* candidates = ``examples`` / expected yield (the share of candidate prompts that end as
+  a kept record). Yield, first found: the caller's ``yields`` (by stage name or kind);
+  ``options.oversample`` where the stage declares it (candidates = examples x
+  oversample); `DEFAULT_YIELD` for the stage kind.
+* generations per candidate, by role, as the stage builders sample (options read with
+  the builders' defaults): ``prompt_writer`` ``options.aux_n`` (default ``sampling.n``)
+  of ``options.aux_max_new_tokens``; ``answerer`` ``sampling.n`` (1 for
+  ``constitutional``, whose builder answers once); ``critic`` like the writer (1 for
+  ``constitutional``); ``reviser`` ``sampling.n``; ``judge`` ``sampling.n`` of
+  `JUDGE_TOKENS` tokens (an upper bound: judges see only undecided cases); any other
+  role 1. Every stage has an answerer, declared or not.
+* tokens to generate = generations x their token limits: an upper bound, the cost of
+  batched generation where a batch runs until its longest member stops. Prompt prefill
+  is not counted (small next to decoding for short prompts).
+* evaluation: greedy answers to ``heldout`` cases per family (at least one family) of
+  this stage and of every earlier stage; a ``constitutional`` stage also scores two
+  models (before, after) on AdvBench, XSTest and IFEval (``options.benchmarks`` limits).
+* tokens to train: ``examples x epochs x`` sequence tokens, sequence = `PROMPT_TOKENS` +
+  ``max_new_tokens`` capped at ``training.max_length``; DPO pairs count twice (chosen
+  and rejected) plus one reference forward pass per pair per stage (a third of a
+  training step's cost per token); ``sft+dpo`` counts both.
+* setup: a fixed time per stage (`HardwareProfile.setup_s_per_stage`: 10 min on a GPU for
+  loading 7B models, starting vLLM, merging and saving; 1 min on the CPU).
+* not counted: gate retries (each retry multiplies the stage by
+  ``retry.data_multiplier``), model loading, merging, writing reports.
+
+Hardware profiles (`PROFILES`): the GPU ones assume a 7B base model, generation on vLLM
+and QLoRA training; they are derived from public peak figures with stated efficiencies
+(see each profile's ``source``) and are estimates, not measurements. ``cpu`` is this
+development machine with the embedded 270M model, from the measurements in the design
+notes. Pass ``bench_path`` (a JSON written by ``cai-bootstrap bench``) to replace a
+profile's rates with measured ones (see `read_bench`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from cai_bootstrap.config import ConfigError, Curriculum, StageSpec, format_validation_error, load_curriculum
+
+#: Mean prompt length (tokens) of a training record, instruction headers included.
+PROMPT_TOKENS = 80
+#: Tokens a judge call costs when it generates (the base `Engine.choose` reads 8 tokens).
+JUDGE_TOKENS = 8
+#: Expected share of candidate prompts that end as a kept record, by stage kind (assumption;
+#: early models fail verifiers often, and best-of-n keeps one record per prompt).
+DEFAULT_YIELD: dict[str, float] = {
+    "explicit": 0.6, "implicit": 0.5, "generation": 0.5, "evaluation": 0.6,
+    "revision": 0.5, "constitutional": 0.25, "task": 0.6,  # constitutional: its builder's oversample
+}
+#: Public benchmark sizes (the files shipped under ``data/benchmarks``).
+BENCHMARK_SIZES = {"advbench": 520, "xstest": 450, "ifeval": 541}
+
+# Public peak figures the GPU profiles are derived from.
+_H100_BW, _H100_FLOPS = 3.35e12, 989e12  # H100 SXM 80GB: HBM3 bytes/s, dense bf16 FLOP/s (NVIDIA datasheet)
+_A100_BW, _A100_FLOPS = 2.0e12, 312e12  # A100 SXM 80GB: HBM2e bytes/s, dense bf16 FLOP/s (NVIDIA datasheet)
+_PARAMS_7B = 7.2e9
+_DECODE_BATCH, _DECODE_EFF = 64, 0.25  # concurrent sequences; share of the bandwidth roofline reached
+_TRAIN_EFF = 0.15  # model FLOP utilisation of QLoRA with gradient checkpointing
+
+
+def _decode_rate(bandwidth: float) -> float:
+    return round(_DECODE_BATCH * bandwidth / (2 * _PARAMS_7B) * _DECODE_EFF, -2)
+
+
+def _train_rate(flops: float) -> float:
+    return round(flops * _TRAIN_EFF / (6 * _PARAMS_7B), -2)
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    name: str
+    gen_tokens_per_s: float
+    train_tokens_per_s: float
+    #: DPO training tokens/s (chosen + rejected tokens); None: ``train_tokens_per_s`` plus the reference pass.
+    dpo_tokens_per_s: float | None = None
+    gpu: bool = True
+    model: str = "7B base"
+    #: Fixed cost per stage: loading each role's model, starting engines, merging and saving adapters.
+    setup_s_per_stage: float = 600.0
+    source: str = ""
+
+
+PROFILES: dict[str, HardwareProfile] = {
+    "h100": HardwareProfile(
+        "h100", _decode_rate(_H100_BW), _train_rate(_H100_FLOPS),
+        source=(
+            "derived, not measured: generation = 64 sequences x 3.35 TB/s / 14.4 GB of bf16 weights x 25% "
+            "(vLLM decoding is memory-bound; LoRA and scheduling overhead); training = 989 TFLOP/s x 15% MFU / "
+            "(6 x 7.2e9 FLOP per token, QLoRA with gradient checkpointing)"
+        ),
+    ),
+    "a100": HardwareProfile(
+        "a100", _decode_rate(_A100_BW), _train_rate(_A100_FLOPS),
+        source="derived as for h100 from A100 80GB figures (2.0 TB/s, 312 TFLOP/s bf16)",
+    ),
+    "cpu": HardwareProfile(
+        "cpu", 100.0, 130.0, gpu=False, model="gemma-3-270m", setup_s_per_stage=60.0,
+        source=(
+            "measured on the 2-core development CPU before optimisation (docs/DESIGN): naive bf16 generate at "
+            "batch 32 ~100 tok/s; LoRA SFT at 8x128 tokens ~130 tok/s; pass a bench JSON for current figures"
+        ),
+    ),
+}
+
+
+@dataclass
+class PlanRow:
+    stage: str
+    kind: str
+    method: str
+    examples: int
+    candidates: int
+    generations: int
+    gen_tokens: int
+    train_tokens: int
+    gen_hours: float
+    train_hours: float
+    setup_hours: float
+    hours: float
+    cost: float | None
+    profile: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- bench JSON
+
+_RATE_KEYS = ("tokens_per_s", "tok_per_s", "tok_s", "tokens_per_second")
+_SKIP_KEYS = ("naive", "baseline", "roofline", "ratio", "peak", "default")
+_SECTIONS = {
+    "gen": ("generation", "generate", "gen"),
+    "sft": ("sft", "training", "train"),
+    "dpo": ("dpo",),
+}
+
+
+def _rates_under(node: Any, path: tuple[str, ...] = ()) -> list[float]:
+    found: list[float] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            k = str(key).lower()
+            if any(s in k for s in _SKIP_KEYS):
+                continue
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if any(r in k for r in _RATE_KEYS) and value > 0:
+                    found.append(float(value))
+            else:
+                found += _rates_under(value, path + (k,))
+    elif isinstance(node, list):
+        for item in node:
+            found += _rates_under(item, path)
+    return found
+
+
+def _section_rate(data: dict, names: tuple[str, ...]) -> float | None:
+    for key, value in data.items():
+        if str(key).lower() in names:
+            rates = _rates_under(value)
+            if rates:
+                return max(rates)
+    for flat in (f"{names[0]}_tokens_per_s", f"{names[-1]}_tokens_per_s"):
+        if isinstance(data.get(flat), (int, float)):
+            return float(data[flat])
+    return None
+
+
+def _figures_rates(data: dict) -> dict[str, float]:
+    """Rates from ``cai-bootstrap bench`` output: ``figures`` named generation / SFT / DPO."""
+    rates: dict[str, float] = {}
+    seq = float((data.get("settings") or {}).get("train_seq_len") or 128)
+    for fig in data.get("figures") or []:
+        name, unit, value = str(fig.get("name", "")).lower(), fig.get("unit"), fig.get("value")
+        if not isinstance(value, (int, float)) or value <= 0:
+            continue
+        if name.startswith("generation") and unit == "tokens/s":
+            rates["gen"] = max(rates.get("gen", 0.0), float(value))
+        elif name.startswith("sft") and unit == "tokens/s":
+            rates["sft"] = float(value)
+        elif name.startswith("dpo") and unit == "pairs/s":
+            # bench pairs: chosen and rejected sequences of ~train_seq_len tokens each
+            rates["dpo"] = float(value) * 2 * seq
+        elif name.startswith("dpo") and unit == "tokens/s":
+            rates["dpo"] = float(value)
+    return rates
+
+
+def read_bench(path: str | Path) -> dict[str, float]:
+    """Measured rates from a ``bench`` JSON: ``{"gen": tok/s, "sft": tok/s, "dpo": tok/s}`` (keys present).
+
+    Reads ``cai-bootstrap bench`` output (``figures`` named "generation ...", "SFT ..."
+    in tokens/s and "DPO ..." in pairs/s, converted with 2 x ``settings.train_seq_len``
+    tokens per pair; the pipeline's own figures, not the naive baselines). Other JSON:
+    under a top-level ``generation`` (or ``generate``/``gen``), ``sft`` (or
+    ``training``/``train``) and ``dpo`` section, every number whose key contains
+    ``tokens_per_s`` (or ``tok_s``), skipping naive-baseline, roofline, ratio and peak
+    figures, and the best is taken (e.g. the best batch size); flat keys
+    ``gen_tokens_per_s``/``sft_tokens_per_s``/``dpo_tokens_per_s`` work too.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read bench results: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object of bench results")
+    found = _figures_rates(data)
+    for name, names in _SECTIONS.items():
+        if name not in found:
+            rate = _section_rate(data, names)
+            if rate:
+                found[name] = rate
+    if "gen" not in found and "sft" not in found:
+        raise ConfigError(f"{path}: no generation or SFT tokens/s found (see cai_bootstrap.plan.read_bench)")
+    return found
+
+
+def resolve_profile(hardware: str | HardwareProfile = "cpu", bench_path: str | Path | None = None) -> HardwareProfile:
+    """A named profile, with its rates replaced by measured ones where ``bench_path`` is given."""
+    if isinstance(hardware, HardwareProfile):
+        profile = hardware
+    else:
+        name = "cpu" if hardware == "measured" else hardware
+        if name not in PROFILES:
+            raise ConfigError(f"unknown hardware profile {hardware!r}; use one of {', '.join(PROFILES)} or measured")
+        profile = PROFILES[name]
+        if hardware == "measured" and bench_path is None:
+            raise ConfigError("hardware 'measured' needs a bench JSON (cai-bootstrap bench --out FILE)")
+    if bench_path is None:
+        return profile
+    rates = read_bench(bench_path)
+    return replace(
+        profile,
+        name=f"{profile.name} (measured)",
+        gen_tokens_per_s=rates.get("gen", profile.gen_tokens_per_s),
+        train_tokens_per_s=rates.get("sft", profile.train_tokens_per_s),
+        dpo_tokens_per_s=rates.get("dpo", profile.dpo_tokens_per_s),
+        source=f"measured: {bench_path}" + ("" if len(rates) == 3 else f" (missing ones from {profile.name})"),
+    )
+
+
+# ---------------------------------------------------------------- counting
+
+
+def _options(spec: StageSpec) -> dict:
+    """The stage's options with its builder's defaults filled in (validated as the builder does)."""
+    try:
+        if spec.kind == "constitutional":
+            from cai_bootstrap.stages.constitutional import ConstitutionalOptions as Options
+        elif spec.kind in ("explicit", "implicit", "generation", "evaluation", "revision"):
+            from cai_bootstrap.stages.candidates import SkillOptions as Options
+        else:
+            return dict(spec.options)
+    except ImportError:  # builder not present: read the options as written
+        return dict(spec.options)
+    try:
+        return Options.model_validate(spec.options).model_dump()
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(f"stage {spec.name!r} options", exc)) from None
+
+
+def _opt(spec: StageSpec, key: str, default: Any) -> Any:
+    value = _options(spec).get(key, default)
+    return default if value is None else value
+
+
+def _candidates(spec: StageSpec, yields: dict[str, float]) -> int:
+    if spec.name in yields or spec.kind in yields:
+        return math.ceil(spec.examples / yields.get(spec.name, yields.get(spec.kind)))
+    oversample = _opt(spec, "oversample", None)
+    if oversample:
+        return math.ceil(spec.examples * float(oversample))
+    return math.ceil(spec.examples / DEFAULT_YIELD.get(spec.kind, 0.5))
+
+
+def _generation_counts(spec: StageSpec, candidates: int) -> tuple[int, int]:
+    """(generations, tokens) to build the stage's data."""
+    n = spec.sampling.n
+    tokens_each = spec.sampling.max_new_tokens
+    aux_n = _opt(spec, "aux_n", n)
+    aux_tokens = _opt(spec, "aux_max_new_tokens", tokens_each)
+    constitutional = spec.kind == "constitutional"
+    per_role = {  # role -> (generations per candidate, tokens each), as the builders sample
+        "prompt_writer": (aux_n, aux_tokens),
+        "answerer": (1 if constitutional else n, tokens_each),
+        "critic": (1 if constitutional else aux_n, aux_tokens),
+        "reviser": (n, tokens_each),
+        "judge": (n, JUDGE_TOKENS),
+    }
+    gens = toks = 0
+    for role in sorted(set(spec.roles) | {"answerer"}):
+        count, tokens = per_role.get(role, (1, tokens_each))
+        gens += candidates * count
+        toks += candidates * count * tokens
+    return gens, toks
+
+
+def _eval_counts(curriculum: Curriculum, index: int) -> tuple[int, int]:
+    gens = toks = 0
+    for spec in curriculum.stages[: index + 1]:
+        cases = spec.heldout * max(1, len(spec.families))
+        gens += cases
+        toks += cases * spec.sampling.max_new_tokens
+    spec = curriculum.stages[index]
+    if spec.kind == "constitutional":
+        bench = _opt(spec, "benchmarks", {})
+        limits = {
+            "advbench": bench.get("advbench_limit"),
+            "xstest": None if bench.get("xstest_limit") is None else 2 * bench["xstest_limit"],
+            "ifeval": bench.get("ifeval_limit"),
+        }
+        cases = sum(min(size, limits[b]) if limits[b] is not None else size for b, size in BENCHMARK_SIZES.items())
+        gens += 2 * cases  # the model before and after the stage
+        toks += 2 * cases * int(bench.get("max_new_tokens", 128))
+    return gens, toks
+
+
+def _train_counts(spec: StageSpec) -> tuple[int, int, int]:
+    """(sft tokens, dpo tokens, dpo reference tokens)."""
+    t = spec.training
+    seq = min(t.max_length, PROMPT_TOKENS + spec.sampling.max_new_tokens)
+    per_epoch = spec.examples * seq
+    sft = round(per_epoch * t.epochs) if "sft" in t.method else 0
+    dpo = round(2 * per_epoch * t.epochs) if "dpo" in t.method else 0
+    ref = 2 * per_epoch if "dpo" in t.method else 0
+    return sft, dpo, ref
+
+
+def plan(
+    curriculum: str | Curriculum,
+    preset: str = "full",
+    hardware: str | HardwareProfile = "cpu",
+    gpu_hour_price: float = 1.74,
+    *,
+    bench_path: str | Path | None = None,
+    yields: dict[str, float] | None = None,
+) -> list[PlanRow]:
+    """One `PlanRow` per stage of ``curriculum`` (a name, a YAML path, or a loaded one).
+
+    ``cost`` is hours x ``gpu_hour_price`` (dollars per GPU-hour) on GPU profiles, None on
+    the CPU profile. See the module docstring for what is counted and assumed.
+    """
+    cur = curriculum if isinstance(curriculum, Curriculum) else load_curriculum(curriculum, preset)
+    profile = resolve_profile(hardware, bench_path)
+    yields = yields or {}
+    for key, value in yields.items():
+        if not 0 < value <= 1:
+            raise ConfigError(f"yield for {key!r} must be in (0, 1], got {value}")
+    dpo_rate = profile.dpo_tokens_per_s
+    rows = []
+    for index, spec in enumerate(cur.stages):
+        candidates = _candidates(spec, yields)
+        gens, gen_toks = _generation_counts(spec, candidates)
+        eval_gens, eval_toks = _eval_counts(cur, index)
+        gens, gen_toks = gens + eval_gens, gen_toks + eval_toks
+        sft, dpo, ref = _train_counts(spec)
+        gen_h = gen_toks / profile.gen_tokens_per_s / 3600
+        train_s = sft / profile.train_tokens_per_s
+        if dpo:
+            train_s += dpo / dpo_rate if dpo_rate else (dpo + ref / 3) / profile.train_tokens_per_s
+        train_h = train_s / 3600
+        setup_h = profile.setup_s_per_stage / 3600
+        hours = gen_h + train_h + setup_h
+        rows.append(PlanRow(
+            stage=spec.name, kind=spec.kind, method=spec.training.method, examples=spec.examples,
+            candidates=candidates, generations=gens, gen_tokens=gen_toks, train_tokens=sft + dpo,
+            gen_hours=gen_h, train_hours=train_h, setup_hours=setup_h, hours=hours,
+            cost=round(hours * gpu_hour_price, 2) if profile.gpu else None, profile=_describe(profile, gpu_hour_price),
+        ))
+    return rows
+
+
+def _describe(profile: HardwareProfile, price: float) -> str:
+    text = (f"{profile.name} ({profile.model}): {profile.gen_tokens_per_s:,.0f} generated tok/s, "
+            f"{profile.train_tokens_per_s:,.0f} trained tok/s, {profile.setup_s_per_stage / 60:g} min setup per stage")
+    if profile.gpu:
+        text += f", ${price:.2f}/GPU-hour"
+    return f"{text}. {profile.source}"
+
+
+def plan_totals(rows: list[PlanRow]) -> PlanRow:
+    """The sum of ``rows`` as a row named "total"."""
+    costs = [r.cost for r in rows if r.cost is not None]
+    return PlanRow(
+        stage="total", kind="", method="", examples=sum(r.examples for r in rows),
+        candidates=sum(r.candidates for r in rows), generations=sum(r.generations for r in rows),
+        gen_tokens=sum(r.gen_tokens for r in rows), train_tokens=sum(r.train_tokens for r in rows),
+        gen_hours=sum(r.gen_hours for r in rows), train_hours=sum(r.train_hours for r in rows),
+        setup_hours=sum(r.setup_hours for r in rows), hours=sum(r.hours for r in rows),
+        cost=round(sum(costs), 2) if costs else None,
+        profile=rows[0].profile if rows else "",
+    )
+
+
+def _hours(h: float) -> str:
+    return f"{h * 60:.1f} min" if h < 1 else f"{h:.1f} h"
+
+
+def plan_table(rows: list[PlanRow], title: str | None = None):
+    """A `rich.table.Table` of ``rows`` with a total row; the caption states the assumptions."""
+    from rich.table import Table
+
+    table = Table(title=title, caption=rows[0].profile if rows else None, caption_justify="left")
+    for header in ("stage", "kind", "train", "examples", "candidates", "generations", "gen tokens",
+                   "train tokens", "gen time", "train time", "setup", "time", "cost"):
+        table.add_column(header, justify="left" if header in ("stage", "kind", "train") else "right")
+
+    def cells(r: PlanRow) -> list[str]:
+        return [r.stage, r.kind, r.method, f"{r.examples:,}", f"{r.candidates:,}", f"{r.generations:,}",
+                f"{r.gen_tokens:,}", f"{r.train_tokens:,}", _hours(r.gen_hours), _hours(r.train_hours),
+                _hours(r.setup_hours), _hours(r.hours), "-" if r.cost is None else f"${r.cost:,.2f}"]
+
+    for row in rows:
+        table.add_row(*cells(row))
+    if rows:
+        table.add_section()
+        table.add_row(*cells(plan_totals(rows)), style="bold")
+    return table

@@ -1,0 +1,175 @@
+"""`serve`: the OpenAI-compatible server on the tiny model (in-process client, and one real subprocess)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from cai_bootstrap.engines.base import SamplingParams
+from cai_bootstrap.engines.transformers_engine import TransformersEngine
+from cai_bootstrap.prompt_format import format_prompt
+from cai_bootstrap.serve import ApiError, create_app, messages_to_instruction
+
+PROMPTS = [format_prompt(x) for x in ["Say hi.", "What is 2 + 2?", "Write a short poem about the sea, please."]]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return TransformersEngine.from_ref("tiny", batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def client(engine):
+    return TestClient(create_app(engine, "tiny"))
+
+
+def test_models_and_health(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    body = client.get("/v1/models").json()
+    assert body["object"] == "list"
+    assert [m["id"] for m in body["data"]] == ["tiny"]
+
+
+def test_completions_shape_and_same_text_as_engine(client, engine):
+    req = {"model": "tiny", "prompt": PROMPTS, "max_tokens": 12, "temperature": 0.9, "top_p": 0.95,
+           "n": 2, "seed": 7}
+    body = client.post("/v1/completions", json=req).json()
+    assert body["object"] == "text_completion" and body["model"] == "tiny"
+    assert [c["index"] for c in body["choices"]] == list(range(6))
+    assert all(c["finish_reason"] in ("stop", "length") for c in body["choices"])
+    usage = body["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert 0 < usage["completion_tokens"] <= 6 * 12
+    expected = engine.generate(PROMPTS, SamplingParams(max_new_tokens=12, temperature=0.9, top_p=0.95, n=2, seed=7),
+                               progress=False)
+    assert [c["text"] for c in body["choices"]] == [t for texts in expected for t in texts]
+    # A single string prompt works too, and echo prepends the prompt.
+    one = client.post("/v1/completions", json={"prompt": PROMPTS[0], "max_tokens": 4, "temperature": 0,
+                                               "echo": True}).json()
+    assert len(one["choices"]) == 1 and one["choices"][0]["text"].startswith(PROMPTS[0])
+
+
+def test_extra_stop_strings_apply(client, engine):
+    base = {"prompt": PROMPTS, "max_tokens": 16, "temperature": 1.0, "seed": 3}
+    plain = [c["text"] for c in client.post("/v1/completions", json=base).json()["choices"]]
+    # Stop at any character of the first sampled text: the output must be cut before it.
+    stop = plain[0][2] if len(plain[0]) > 3 else "a"
+    cut = [c["text"] for c in client.post("/v1/completions", json={**base, "stop": stop}).json()["choices"]]
+    assert all(stop not in t for t in cut)
+    assert cut[0] == plain[0][: plain[0].index(stop)].strip()
+
+
+def test_chat_completions(client, engine):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
+    body = client.post("/v1/chat/completions", json={"model": "tiny", "messages": messages, "max_tokens": 8,
+                                                     "temperature": 0}).json()
+    assert body["object"] == "chat.completion"
+    (choice,) = body["choices"]
+    assert choice["message"]["role"] == "assistant"
+    expected = engine.generate([format_prompt("Be brief.\n\nName a colour.")], SamplingParams(max_new_tokens=8),
+                               progress=False)
+    assert choice["message"]["content"] == expected[0][0]
+
+
+def test_messages_to_instruction():
+    assert messages_to_instruction([{"role": "user", "content": "Hi"}]) == "Hi"
+    text = messages_to_instruction([
+        {"role": "system", "content": "Be kind."},
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": [{"type": "text", "text": "And 3+3?"}]},
+    ])
+    assert text == "Be kind.\n\nConversation so far:\nUser: What is 2+2?\nAssistant: 4\n\nCurrent request:\nAnd 3+3?"
+    with pytest.raises(ApiError):
+        messages_to_instruction([{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}])
+    with pytest.raises(ApiError):
+        messages_to_instruction([{"role": "system", "content": "x"}])
+
+
+def test_errors_in_openai_shape(client):
+    r = client.post("/v1/completions", json={"model": "other", "prompt": "x"})
+    assert r.status_code == 404 and "tiny" in r.json()["error"]["message"]
+    r = client.post("/v1/completions", json={"prompt": "x", "stream": True})
+    assert r.status_code == 400 and "stream" in r.json()["error"]["message"]
+    r = client.post("/v1/completions", json={"prompt": "x", "top_p": 0})
+    assert r.status_code == 400 and "top_p" in r.json()["error"]["message"]
+    r = client.post("/v1/completions", json={"prompt": "x", "logprobs": 1, "max_tokens": 4})
+    assert r.status_code == 400
+    r = client.post("/v1/chat/completions", json={"messages": [{"role": "assistant", "content": "x"}]})
+    assert r.status_code == 400
+
+
+def test_echo_logprobs_match_engine(client, engine):
+    options = [" yes", " no"]
+    texts = [p + o for p in PROMPTS[:2] for o in options]
+    body = client.post("/v1/completions", json={"prompt": texts, "max_tokens": 0, "echo": True, "logprobs": 0}).json()
+    expected = engine.option_logprobs(PROMPTS[:2], [options, options])
+    for k, choice in enumerate(body["choices"]):
+        lp = choice["logprobs"]
+        assert choice["text"] == texts[k]
+        assert lp["token_logprobs"][0] is None and len(lp["tokens"]) == len(lp["text_offset"])
+        cut = len(PROMPTS[k // 2])
+        got = sum(v for v, off in zip(lp["token_logprobs"], lp["text_offset"]) if off >= cut)
+        assert got == pytest.approx(expected[k // 2][k % 2], abs=1e-3)
+
+
+def test_api_key(engine):
+    guarded = TestClient(create_app(engine, "tiny", api_key="s3cret"))
+    assert guarded.get("/v1/models").status_code == 401
+    assert guarded.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert guarded.get("/health").status_code == 200
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch + transformers: ~15 s on 2 cores
+def test_run_server_subprocess_on_loopback():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = f"from cai_bootstrap.serve import run_server; run_server('tiny', port={port}, log_level='warning')"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.2)
+        body = httpx.post(f"http://127.0.0.1:{port}/v1/completions",
+                          json={"model": "tiny", "prompt": "hi", "max_tokens": 3, "temperature": 0}, timeout=30).json()
+        assert len(body["choices"]) == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_loader_serves_other_model_ids(engine):
+    loads = []
+
+    def loader(ref):
+        if ref == "missing":
+            raise FileNotFoundError("no such model")
+        loads.append(ref)
+        return TransformersEngine.from_ref("tiny", batch_size=4)
+
+    multi = TestClient(create_app(engine, "tiny", loader=loader, max_loaded=1))
+    req = {"prompt": PROMPTS[:1], "max_tokens": 4, "temperature": 0}
+    assert multi.post("/v1/completions", json={**req, "model": "a"}).json()["model"] == "a"
+    assert multi.post("/v1/completions", json={**req, "model": "a"}).status_code == 200
+    assert [m["id"] for m in multi.get("/v1/models").json()["data"]] == ["tiny", "a"]
+    multi.post("/v1/completions", json={**req, "model": "b"})
+    assert [m["id"] for m in multi.get("/v1/models").json()["data"]] == ["tiny", "b"]  # "a" evicted
+    assert loads == ["a", "b"]
+    r = multi.post("/v1/completions", json={**req, "model": "missing"})
+    assert r.status_code == 404 and "no such model" in r.json()["error"]["message"]
