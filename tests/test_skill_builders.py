@@ -213,7 +213,6 @@ def test_revision_uses_critic_feedback_and_judge_for_ties(tmp_path):
     cleans: dict[str, str] = {}
     for fam, inst in candidates.train_pool(ctx):
         cleans[inst.instruction] = inst.reference["clean"]
-        case = inst.reference["case"]
         if "{feedback}" in inst.reference["template"]:
             fb = fam.with_material(inst, {"feedback": critic.script("")[0]})
             cleans[fb.instruction] = inst.reference["clean"]
@@ -232,7 +231,6 @@ def test_revision_uses_critic_feedback_and_judge_for_ties(tmp_path):
     for r in feedback:
         assert r["provenance"]["prompt"]["feedback"]["by"] == "model-of-critic"
         assert "The answer is wrong and misspelled" in r["prompt"]
-    del case
 
 
 def test_unknown_option_is_a_config_error(tmp_path, tiny_engine):

@@ -266,3 +266,13 @@ def test_plan_is_prefix_stable_and_reuses_short_material(tmp_path: Path) -> None
     assert any(k.startswith("summarization/") and k.endswith("#p1") for k in p_big)
     for ctx in (small, big):
         ctx.sink.close()
+
+
+def test_critic_hint_hides_the_reference_unless_asked() -> None:
+    i = next(x for x in task_family("factual_qa").instances("heldout", 100, 0) if "Australia" in x.instruction)
+    v = task_family("factual_qa").verify(i, "Sydney.")
+    assert "Canberra" in v.reason
+    assert T.critic_hint(v, "check") == "the answer is wrong or missing"
+    assert "Canberra" in T.critic_hint(v, "reason") and T.critic_hint(v, "none") == ""
+    length = task_family("factual_qa").verify(i, "Canberra " + "is a city " * 20)
+    assert T.critic_hint(length, "check") == length.reason  # a reason without the reference is passed on

@@ -223,7 +223,8 @@ def test_resume_in_dpo_phase_skips_finished_sft(tmp_path):
     assert result.phases == ["sft", "dpo"]
     assert result.phase_results[0].resumed_from_step == 0 and result.phase_results[1].resumed_from_step == 2
     log = read_log(tmp_path)
-    assert [(r["phase"], r["step"]) for r in log] == [("sft", i) for i in range(1, 5)] + [("dpo", i) for i in range(1, 5)]
+    steps = [(r["phase"], r["step"]) for r in log]
+    assert steps == [("sft", i) for i in range(1, 5)] + [("dpo", i) for i in range(1, 5)]
     # Still the SFT model as reference after the resume (the reference pass ran again at restart).
     assert log[4]["rewards/chosen"] == pytest.approx(0.0, abs=1e-4)
 

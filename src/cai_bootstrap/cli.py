@@ -174,6 +174,7 @@ def run(
     stages: Optional[str] = typer.Option(None, help="comma-separated stage names to run (a prefix)"),
     engine: Optional[str] = typer.Option(None, help="transformers | openai | vllm"),
     base_url: Optional[str] = typer.Option(None, help="server for --engine openai"),
+    task: Optional[str] = typer.Option(None, help="tasks curriculum: the stage-0 task (factual_qa, summarization, explanation, ...)"),
     no_progress: bool = typer.Option(False, help="plain logs instead of progress bars"),
 ) -> None:
     """Start a curriculum run (re-running with the same --out resumes it)."""
@@ -189,6 +190,8 @@ def run(
         overrides.append(f"engine.backend={engine}")
     if base_url:
         overrides.append(f"engine.base_url={base_url}")
+    if task:
+        overrides.append(f'stage_overrides={{"stage-0": {{"families": [{task}], "options": {{"task": {task}}}}}}}')
     try:
         settings = load_run_settings(str(config) if config else None, overrides, flags)
         if model is None and "model" not in (settings.model_fields_set or set()) and default_model:

@@ -61,16 +61,15 @@ def budget(ctx: StageContext) -> int:
     return max(1, int(round(ctx.target_examples * options(ctx).oversample)))
 
 
-def train_pool(ctx: StageContext, fams: Sequence[TaskFamily] | None = None) -> list[tuple[TaskFamily, Instance]]:
-    """Train instances of every family, interleaved, capped at `budget`.
+def train_pool(ctx: StageContext) -> list[tuple[TaskFamily, Instance]]:
+    """Train instances of every family of the stage, interleaved, capped at `budget`.
 
     The seed does not depend on the attempt and every family's list is prefix-stable,
     so a retry (bigger budget) continues the same list: finished chunks are skipped.
     """
-    fams = list(fams) if fams is not None else families(ctx)
     n = budget(ctx)
     seed = derive_seed(ctx.settings.seed, ctx.spec.name, "pool")
-    per_family = [[(f, i) for i in f.instances("train", n, derive_seed(seed, f.name))] for f in fams]
+    per_family = [[(f, i) for i in f.instances("train", n, derive_seed(seed, f.name))] for f in families(ctx)]
     return round_robin(per_family)[:n]
 
 

@@ -302,8 +302,16 @@ def _generate(ctx: StageContext, role: str, prompts: list[str], params: Sampling
     return ctx.engine(role).generate(prompts, params, desc=f"{ctx.spec.name} {role}")
 
 
+#: Token budgets are rounded up to these buckets so a chunk of mixed families makes a few
+#: well-filled generate calls instead of one small call per family.
+TOKEN_BUCKETS = (48, 96, 160, 256)
+
+
 def _token_cap(ctx: StageContext, family: TaskFamily) -> int:
-    return max(1, min(int(getattr(family, "max_new_tokens", ctx.spec.sampling.max_new_tokens)), ctx.spec.sampling.max_new_tokens))
+    """The family's token need, rounded up to a bucket, capped by the stage's ``max_new_tokens``."""
+    need = int(getattr(family, "max_new_tokens", ctx.spec.sampling.max_new_tokens))
+    bucket = next((b for b in TOKEN_BUCKETS if b >= need), need)
+    return max(1, min(bucket, ctx.spec.sampling.max_new_tokens))
 
 
 def best_failing(verdicts: list[Verdict], samples: list[str]) -> int | None:
@@ -340,7 +348,9 @@ def run_chunk(
         k for k, (p, o) in enumerate(zip(picks, originals))
         if o is not None and (opts.revise_when == "failing" or (opts.revise_when == "unsolved" and not p.passing))
     ]
-    crit_params = ctx.sampling(seed=derive_seed(seed, "critic"), n=1, max_new_tokens=opts.critique_max_new_tokens, top_k=opts.top_k)
+    crit_params = ctx.sampling(
+        seed=derive_seed(seed, "critic"), n=1, max_new_tokens=opts.critique_max_new_tokens, top_k=opts.top_k
+    )
     crit_prompts: dict[int, str] = {}
     demos_of: dict[int, list[dict]] = {}
     for k in want:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import NamedTuple
 
 from cai_bootstrap.tasks.base import Verdict
@@ -39,6 +40,7 @@ NUMBER_WORDS = {
 _NUMBER_NAMES = {v: k for k, v in NUMBER_WORDS.items()}
 
 
+@lru_cache(maxsize=1 << 16)
 def normalize(text: str) -> str:
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c))
@@ -267,14 +269,19 @@ def _occurrence_negated(clause: list[str], start: int, length: int) -> bool:
     return False
 
 
-def affirmed(text: str, phrase: str) -> bool | None:
-    """True: ``phrase`` occurs at least once un-negated; False: only negated; None: absent."""
+def affirmed(text: str | list[list[str]], phrase: str) -> bool | None:
+    """True: ``phrase`` occurs at least once un-negated; False: only negated; None: absent.
+
+    ``text`` may be given pre-split (``_clauses(text)``) when many phrases are checked.
+    """
     p = normalize(phrase).split()
     if not p:
         return None
+    clauses = _clauses(text) if isinstance(text, str) else text
     seen = False
-    for clause in _clauses(text):
-        for start in phrase_positions(clause, " ".join(p)):
+    joined = " ".join(p)
+    for clause in clauses:
+        for start in phrase_positions(clause, joined):
             seen = True
             if not _occurrence_negated(clause, start, len(p)):
                 return True
@@ -304,7 +311,8 @@ def check_answer(text: str, answers: Iterable[str], wrong: Iterable[str] = (), i
     affirmed wrong answer, e.g. "Paris or Lyon").
     """
     forms = answer_forms(answers, inflect)
-    states = [affirmed(text, f) for f in forms]
+    clauses = _clauses(text)
+    states = [affirmed(clauses, f) for f in forms]
     if any(s is True for s in states):
         ans = Result("answer", True)
     elif any(s is False for s in states):
@@ -312,7 +320,8 @@ def check_answer(text: str, answers: Iterable[str], wrong: Iterable[str] = (), i
     else:
         ans = Result("answer", False, f"expected answer {list(answers)[:3]} not found")
     wrong_forms = [w for w in answer_forms(wrong, inflect) if w not in forms and not any(w in f.split() for f in forms)]
-    bad = [w for w in wrong_forms if affirmed(text, w) is True]
+    present = set(tokens(text))
+    bad = [w for w in wrong_forms if set(w.split()) <= present and affirmed(clauses, w) is True]
     return [ans, Result("conflict", not bad, f"also gives wrong answer {bad[:2]}" if bad else "")]
 
 

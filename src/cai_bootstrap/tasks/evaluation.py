@@ -17,6 +17,7 @@ re-renders training cases with material an earlier model wrote (verified by
 from __future__ import annotations
 
 import random
+from functools import lru_cache
 from typing import ClassVar
 
 from cai_bootstrap.tasks import bank, checks, flaws, register
@@ -32,10 +33,15 @@ ANSWER_INSTRUCTION = "Answer this question: {q}"
 
 
 def find_fact(category: str, key: str, split: str) -> bank.Fact:
-    for fact in bank.facts(category, split):
-        if fact.key == key:
-            return fact
-    raise KeyError(f"no {category} fact {key!r} in {split}")
+    try:
+        return _fact_index(category, split)[key]
+    except KeyError:
+        raise KeyError(f"no {category} fact {key!r} in {split}") from None
+
+
+@lru_cache(maxsize=None)
+def _fact_index(category: str, split: str) -> dict[str, bank.Fact]:
+    return {f.key: f for f in bank.facts(category, split)}
 
 
 def material_request(fact: bank.Fact, split: str) -> dict:
@@ -140,10 +146,6 @@ def verify_label(name: str, ref: dict, output: str) -> Verdict:
         checks.check_length(output, 1, 40),
         checks.check_repetition(output),
     ])
-
-
-def _answer_text(fact: bank.Fact) -> str:
-    return fact.answer
 
 
 class EvaluationFamily(ConstructedFamily):

@@ -9,6 +9,7 @@ the implicit families and by the stage builders' filters.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import ClassVar
 
 from cai_bootstrap.tasks import bank, checks, register
@@ -30,7 +31,7 @@ class TemplatedFamily(TaskFamily):
 
     def directives(self) -> list[str]:
         """Fixed phrases of every template: an output that repeats one echoes the instruction."""
-        return template_directives(bank.family_templates(self.name, "train") + bank.family_templates(self.name, "heldout"))
+        return list(_directives(self.name))
 
     def reference_output(self, instance: Instance) -> str | None:
         """A hand-made output that passes the verifier (tests; `fallback_to_reference` in tiny runs)."""
@@ -42,6 +43,11 @@ class TemplatedFamily(TaskFamily):
     def make_id(self, split: str, topic: str, t: int, *extra: object) -> str:
         tail = "".join(f"/{e}" for e in extra)
         return f"{self.name}/{split}/{bank.slug(topic)}/t{t}{tail}"
+
+
+@lru_cache(maxsize=None)
+def _directives(family: str) -> tuple[str, ...]:
+    return tuple(template_directives(bank.family_templates(family, "train") + bank.family_templates(family, "heldout")))
 
 
 def template_directives(templates: list[str]) -> list[str]:
@@ -365,6 +371,10 @@ def verify_greeting(name: str, ref: dict, output: str, directives: list[str]) ->
         checks.check_leak(output),
         checks.check_no_echo(output, directives),
         Result("apt_reply", bool(apt), f"no fitting reply word (one of {ref['reply'][:5]})"),
+        # "How are you?" -> "How are you?" is not a reply (echoing "Good morning!" is)
+        Result("echo_greeting", not (ref["greeting"].strip().endswith("?")
+                                     and checks.normalize(output) == checks.normalize(ref["greeting"])),
+               "repeats the question back"),
         checks.check_one_line(output),
         checks.check_finished(output),
         checks.check_length(output, 1, 30),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import re
+from functools import lru_cache
 
 from cai_bootstrap.tasks import bank, checks
 from cai_bootstrap.tasks.checks import Result
@@ -209,9 +210,14 @@ def check_critique(text: str, flaws: list[str], flawed: str) -> list[Result]:
 
 def wrong_answers(fact: bank.Fact) -> list[str]:
     """Plausible wrong answers for corrupting a fact (hand-written first, then same-category answers)."""
+    return list(_wrong_answers(fact))
+
+
+@lru_cache(maxsize=None)
+def _wrong_answers(fact: bank.Fact) -> tuple[str, ...]:
     own = {checks.normalize(a) for a in fact.answers}
     out = [w for w in (*fact.wrong, *fact.distractors) if checks.normalize(w) not in own]
     if not out:
         for split in bank.SPLITS:
             out += [f.answer for f in bank.facts(fact.category, split) if checks.normalize(f.answer) not in own]
-    return list(dict.fromkeys(out))
+    return tuple(dict.fromkeys(out))

@@ -31,17 +31,25 @@ parent reads back at most ``max_output`` bytes of. A trusted launcher
    and similar, any file write/delete/rename/chmod outside the temp dir, and
    reads outside the temp dir and the Python installation;
 5. executes the code, calls the entry point on each test's arguments, and
-   writes one JSON line per test to a dedicated result file (fd 3).
+   writes one JSON line per test to a dedicated result file (an inherited
+   descriptor; user code can write there too, but cannot know the expected values).
 
 The parent kills the whole process group on the wall-clock timeout.
 
+Layers overlap on purpose: with the audit hook off (``Limits(audit_hook=False)``,
+used by the tests), the kernel still refuses network (namespace), fork (NPROC
+after the uid drop) and writes to system files (uid); only world-writable places
+such as ``/tmp`` and ``/dev/shm`` are then writable, and the hook refuses those.
+
 What is **not** blocked (see `SandboxResult.isolation` for what a run got):
 reading world-readable files inside the Python installation; CPU burn up to the
-CPU/wall limits; memory up to ``RLIMIT_AS``. Without root and without user
-namespaces, there is no network namespace and no uid drop: network, fork and
-writes outside the temp dir are then refused by the audit hook alone, which a
-C extension could bypass (their import is refused, but that is Python-level
-too). Linux only: on other systems the rlimits and namespace steps are skipped.
+CPU/wall limits; memory up to ``RLIMIT_AS``; crashing its own interpreter.
+Without root and without user namespaces there is no network namespace and no
+uid drop: network, fork and writes outside the temp dir are then refused by the
+audit hook alone, a Python-level layer that native code could bypass (importing
+``ctypes`` or other native escape hatches is refused, but by the same hook).
+There is no mount namespace or seccomp filter. Linux only: elsewhere the
+namespace step fails and is reported, the rest still applies where supported.
 """
 
 from __future__ import annotations

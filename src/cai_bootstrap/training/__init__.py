@@ -39,7 +39,6 @@ import logging
 import os
 import re
 import shutil
-import time
 from pathlib import Path
 
 import torch
@@ -232,11 +231,11 @@ def _run_phase(phase, peft_model, tokenizer, rows, settings, out: Path, bf16, pr
     common = trainer_args(settings, ckpt_dir, bf16)
     make = make_sft_trainer if phase == "sft" else make_dpo_trainer
     try:
-        with _quiet(not progress):
+        # The LM-head switch also covers DPO's reference pass, which runs in the trainer's constructor.
+        with _quiet(not progress), completion_only_lm_head(settings.completion_only_lm_head):
             trainer = make(peft_model, tokenizer, rows, settings, common, [log_cb, bar, *(extra_callbacks or [])])
             trainer.remove_callback(PrinterCallback)  # logs go to train_log.jsonl and the progress bar
-            with completion_only_lm_head(settings.completion_only_lm_head):
-                trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     finally:
         log_cb.close()
         bar.close()

@@ -56,7 +56,7 @@ class TrainLogCallback(TrainerCallback):
         self.last: dict | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._t0 = time.monotonic()
+        # "elapsed" counts from this callback's creation: tokenizing and DPO's reference pass included.
         self._writer = JsonlAppender(self.path)
 
     def elapsed(self) -> float:
