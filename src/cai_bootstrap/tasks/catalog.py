@@ -24,3 +24,6 @@ SKILL_FAMILIES: dict[str, list[str]] = {
 
 # The `tasks` curriculum's ten task types (tasks/task_types.py registers them on import).
 from cai_bootstrap.tasks import task_types  # noqa: E402,F401
+
+# The constitutional stage's held-out families (redteam, ordinary).
+from cai_bootstrap.tasks import constitutional  # noqa: E402,F401
