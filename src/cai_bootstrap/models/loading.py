@@ -187,8 +187,11 @@ def load_model(ref: str, dtype: str | torch.dtype | None = None) -> LoadedModel:
         # PEFT leaves merged weights with requires_grad=False; on this CPU, bf16
         # `generate` with such weights ran 6-9x slower (16 prompts: 55 s vs 6.3 s,
         # same outputs) although single forward passes were as fast. Inference runs
-        # under torch.inference_mode, so the flag records nothing either way.
-        model.requires_grad_(True)
+        # under torch.inference_mode, so the flag records nothing. Only for bf16: with
+        # fp32 (the tiny model) the flag made sampled outputs differ between processes
+        # (tests/test_runner.py resume test), and fp32 was not slow.
+        if next(model.parameters()).dtype == torch.bfloat16:
+            model.requires_grad_(True)
         info["lineage"] = lineage
     else:
         model, tokenizer = load_base(ref, dtype=dtype)
