@@ -32,7 +32,7 @@ from cai_bootstrap.models.loading import LINEAGE_FILE, load_model
 from cai_bootstrap.runs.layout import FINISHED, StagePaths, StageStatus, now_iso
 from cai_bootstrap.runs.manifest import git_commit, input_hashes, package_versions
 from cai_bootstrap.runs.pool import ModelPool
-from cai_bootstrap.stages.context import RecordSink, StageContext, target_examples
+from cai_bootstrap.stages.context import RecordSink, StageContext
 
 BUILDERS = {
     "explicit": "cai_bootstrap.stages.explicit",
@@ -255,22 +255,9 @@ def _provenance_name(name: str, pool: ModelPool) -> str:
 
 
 def training_records(paths: StagePaths, spec: StageSpec, attempt: int) -> list[dict]:
+    target = int(round(spec.examples * (spec.retry.data_multiplier**attempt)))
     kept = [r for r in iter_jsonl(paths.data) if r.get("kept") and r.get("chosen")]
-    return kept[: target_examples(spec, attempt)]
-
-
-def data_yield(paths: StagePaths) -> tuple[int, int, dict[str, int]]:
-    """(generated, kept, dropped count per filter) of a stage's data.jsonl."""
-    generated = kept = 0
-    by_filter: dict[str, int] = {}
-    for rec in iter_jsonl(paths.data):
-        generated += 1
-        if rec.get("kept"):
-            kept += 1
-        else:
-            reason = rec.get("drop_reason") or "unspecified"
-            by_filter[reason] = by_filter.get(reason, 0) + 1
-    return generated, kept, by_filter
+    return kept[:target]
 
 
 def _train(run_dir, spec, settings, previous, attempt, paths, console, progress) -> None:
@@ -281,7 +268,9 @@ def _train(run_dir, spec, settings, previous, attempt, paths, console, progress)
     if not (adapter / "adapter_config.json").exists():
         records = training_records(paths, spec, attempt)
         if not records:
-            reasons = data_yield(paths)[2]
+            reasons: dict[str, int] = {}
+            for r in iter_jsonl(paths.data):
+                reasons[r.get("drop_reason") or "?"] = reasons.get(r.get("drop_reason") or "?", 0) + 1
             raise RunError(
                 f"{spec.name}: no training records survived the filters ({reasons}); see {paths.data}"
             )
@@ -366,7 +355,15 @@ def retained_scores(run_dir, stages, index, settings, pool, attempt, paths, prog
 
 
 def stage_metrics(spec, paths, attempt, gate: GateResult, score: HeldoutScore, base: HeldoutScore | None, retained) -> dict:
-    generated, kept, by_filter = data_yield(paths)
+    generated = kept = 0
+    by_filter: dict[str, int] = {}
+    for rec in iter_jsonl(paths.data):
+        generated += 1
+        if rec.get("kept"):
+            kept += 1
+        else:
+            reason = rec.get("drop_reason") or "unspecified"
+            by_filter[reason] = by_filter.get(reason, 0) + 1
     result_file = paths.train(attempt) / "train_result.json"
     training = read_json(result_file) if result_file.exists() else {}
     previous = read_json(paths.metrics) if paths.metrics.exists() else {}

@@ -34,11 +34,6 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def target_examples(spec: StageSpec, attempt: int) -> int:
-    """Kept records a stage wants on ``attempt`` (scaled up on retries)."""
-    return int(round(spec.examples * (spec.retry.data_multiplier**attempt)))
-
-
 class RecordSink:
     """Append-only ``data.jsonl`` with the set of keys already written.
 
@@ -113,7 +108,7 @@ class StageContext:
     @property
     def target_examples(self) -> int:
         """Kept records wanted, scaled up on retries."""
-        return target_examples(self.spec, self.attempt)
+        return int(round(self.spec.examples * (self.spec.retry.data_multiplier**self.attempt)))
 
     def engine(self, role: str) -> Engine:
         return self.engine_for(role)
