@@ -525,8 +525,6 @@ def build(ctx: StageContext) -> None:
     history = _History(list(iter_jsonl(ctx.sink.path)))
     builder = _ChunkBuilder(ctx, opts, constitution, topics, seeds, protected, history)
     for _, chunk, chunk_seed in ctx.chunks(items, lambda it: [it.key]):
-        if ctx.enough():
-            break
         for record in builder.run(chunk, chunk_seed):
             ctx.sink.write(record)
     write_stats(ctx, constitution, notes)

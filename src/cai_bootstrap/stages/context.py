@@ -125,16 +125,23 @@ class StageContext:
     def chunks(
         self, items: Sequence[T], keys: Callable[[T], list[str]], size: int | None = None
     ) -> Iterator[tuple[int, list[T], int]]:
-        """Yield ``(index, chunk, seed)`` for chunks with at least one unwritten key.
+        """Yield ``(index, chunk, seed)`` for chunks with at least one unwritten key,
+        until the stage has `enough` kept records.
 
         Chunking and seeds depend only on the item order and the stage seed, so a
-        redone chunk reproduces the records it had produced before a crash.
+        redone chunk reproduces the records it had produced before a crash. The
+        `enough` test is made only before an *untouched* chunk: a chunk that a killed
+        process had begun is always finished, as the uninterrupted run finished it
+        (otherwise a resume could stop early with fewer records than the reference).
         """
         size = size or self.chunk_size
         for idx, start in enumerate(range(0, len(items), size)):
             chunk = list(items[start : start + size])
-            if all(self.sink.has(k) for item in chunk for k in keys(item)):
+            written = [self.sink.has(k) for item in chunk for k in keys(item)]
+            if all(written):
                 continue
+            if not any(written) and self.enough():
+                return
             yield idx, chunk, derive_seed(self.seed, "chunk", idx)
 
     def enough(self) -> bool:

@@ -21,8 +21,6 @@ from cai_bootstrap.stages.context import StageContext
 def build(ctx: StageContext) -> None:
     pool = C.train_pool(ctx)
     for _, chunk, seed in ctx.chunks(pool, lambda item: [item[1].id]):
-        if ctx.enough():
-            break
         for (fam, _), item in zip(chunk, C.gather_material(ctx, chunk, seed)):
             inst = item.instance
             chosen, rejected = fam.target(inst), fam.foil(inst)

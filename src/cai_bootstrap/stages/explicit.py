@@ -19,8 +19,6 @@ def build(ctx: StageContext) -> None:
     pool = C.train_pool(ctx)
     answerer = ctx.engine("answerer")
     for _, chunk, seed in ctx.chunks(pool, lambda item: [item[1].id]):
-        if ctx.enough():
-            break
         params = ctx.sampling(seed=seed)
         prompts = [C.role_prompt(ctx, fam.few_shot(), inst.instruction, inst.id) for fam, inst in chunk]
         outputs = answerer.generate(prompts, params, desc=f"{ctx.spec.name} answerer")

@@ -24,8 +24,6 @@ def build(ctx: StageContext) -> None:
     writer = ctx.engine("prompt_writer") if opts.paraphrase else None
     answerer = ctx.engine("answerer")
     for _, chunk, seed in ctx.chunks(pool, lambda item: [item[1].id]):
-        if ctx.enough():
-            break
         cases = [(fam, inst, {"prompt": C.seed_provenance("hand-written template x domain")}, {}) for fam, inst in chunk]
         # 1. the prompt writer rewords the seed instructions
         if writer is not None:

@@ -32,8 +32,6 @@ def build(ctx: StageContext) -> None:
     writer = ctx.engine("prompt_writer") if any(getattr(f, "writer_family", "") for f, _ in pool) else None
     answerer = ctx.engine("answerer")
     for _, chunk, seed in ctx.chunks(pool, lambda item: [item[1].id]):
-        if ctx.enough():
-            break
         # 1. the prompt writer writes the implicit questions it can
         cases = [(fam, inst, {"prompt": C.seed_provenance("seed question (family has no prompt writer)")}, {})
                  for fam, inst in chunk]

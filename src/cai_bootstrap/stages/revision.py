@@ -73,8 +73,6 @@ def build(ctx: StageContext) -> None:
     opts = C.options(ctx)
     pool = C.train_pool(ctx)
     for _, chunk, seed in ctx.chunks(pool, lambda item: [item[1].id]):
-        if ctx.enough():
-            break
         items = list(zip([fam for fam, _ in chunk], C.gather_material(ctx, chunk, seed)))
         _critiques(ctx, items, seed)
         params = ctx.sampling(seed=seed)

@@ -23,7 +23,7 @@ Contract
 Process per chunk of planned cases (``ctx.chunks``; a finished chunk is skipped on
 resume, an unfinished one is redone with the same seed and only missing keys are
 written): candidates -> verify -> critique the best failing one -> revise ->
-verify -> pick. Stops when ``ctx.enough()``. A family may fill at most
+verify -> pick. Stops when ``ctx.enough()`` (checked by ``ctx.chunks``). A family may fill at most
 ``max_family_share`` of the examples wanted, counted over the other chunks, so a
 redone chunk makes the same decisions.
 
@@ -474,8 +474,6 @@ def build(ctx: StageContext) -> None:
     quota = family_quota(ctx, opts, len(fams))
     counter = KeptCounter(list(iter_jsonl(ctx.sink.path)))
     for _, chunk, seed in ctx.chunks(pool, lambda item: [item[1].id]):
-        if ctx.enough():
-            break
         keys = {inst.id for _, inst in chunk}
         full = {f.name for f, _ in chunk if counter.family_count(f.name, keys) >= quota}
         items = [(f, i) for f, i in chunk if f.name not in full]
