@@ -13,7 +13,7 @@ import math
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from cai_bootstrap.engines.base import Engine, SamplingParams
 from cai_bootstrap.models.loading import LoadedModel, load_model
@@ -145,13 +145,16 @@ class TransformersEngine(Engine):
             for b in range(n_batches):
                 idx = order[b * per_batch : (b + 1) * per_batch]
                 enc = self._encode([prompts[i] for i in idx])
+                cache = self._shared_prefill(enc, params.n) if params.n > 1 else None
                 if params.n > 1:  # n samples of a prompt are adjacent rows
                     enc = {k: v.repeat_interleave(params.n, dim=0) for k, v in enc.items()}
                 torch.manual_seed(batch_seed(params.seed, b))
                 criteria = StoppingCriteriaList()
                 if params.min_new_tokens < params.max_new_tokens:
                     criteria.append(StopOnStrings(self.tokenizer, stops, enc["input_ids"].shape[1]))
-                out = self.model.generate(**enc, **gen_kwargs, stopping_criteria=criteria, logits_processor=processors)
+                out = self.model.generate(
+                    **enc, **gen_kwargs, past_key_values=cache, stopping_criteria=criteria, logits_processor=processors
+                )
                 new = out[:, enc["input_ids"].shape[1] :]
                 texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
                 non_pad = (new != self.tokenizer.pad_token_id).sum().item()
@@ -162,6 +165,24 @@ class TransformersEngine(Engine):
                 bar.update(task, advance=len(idx), rate=rate)
             self.generated_tokens += done_tokens
         return results
+
+    def _shared_prefill(self, enc: dict, n: int) -> DynamicCache:
+        """Run the prompts once and copy their KV cache for the ``n`` samples.
+
+        Without this, ``n`` samples of a few-shot prompt (150-250 tokens) prefill the
+        same prompt ``n`` times, which cost more than the decoding itself. All but the
+        last prompt token are cached here (left padding aligns the ends); `generate`
+        feeds the last one and continues from the copied cache. Position ids follow
+        `generate`'s own rule, so the cache equals the one `generate` would build.
+        """
+        ids, mask = enc["input_ids"][:, :-1], enc["attention_mask"][:, :-1]
+        cache = DynamicCache(config=self.model.config)
+        if ids.shape[1]:
+            positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+            self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                       use_cache=True, logits_to_keep=1)
+            cache.batch_repeat_interleave(n)
+        return cache
 
     @torch.inference_mode()
     def option_logprobs(self, prompts: list[str], options: list[list[str]]) -> list[list[float]]:
