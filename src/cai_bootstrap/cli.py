@@ -175,6 +175,8 @@ def run(
     engine: Optional[str] = typer.Option(None, help="transformers | openai | vllm"),
     base_url: Optional[str] = typer.Option(None, help="server for --engine openai"),
     task: Optional[str] = typer.Option(None, help="tasks curriculum: the stage-0 task (factual_qa, summarization, explanation, ...)"),
+    control: Optional[str] = typer.Option(
+        None, help="'base': also train each stage's control model on data the base model made (see `ablate`)"),
     no_progress: bool = typer.Option(False, help="plain logs instead of progress bars"),
 ) -> None:
     """Start a curriculum run (re-running with the same --out resumes it)."""
@@ -190,6 +192,8 @@ def run(
         overrides.append(f"engine.backend={engine}")
     if base_url:
         overrides.append(f"engine.base_url={base_url}")
+    if control:
+        overrides.append(f"control={control}")
     if task:
         overrides.append(f'stage_overrides={{"stage-0": {{"families": [{task}], "options": {{"task": {task}}}}}}}')
     try:
@@ -225,6 +229,39 @@ def _execute(run_dir: Path, progress: bool) -> None:
     except _known_errors() as exc:
         fail(str(exc))
     _status_table(run_dir)
+    try:
+        from cai_bootstrap.report import write_report
+
+        md, html = write_report(run_dir)
+        console.print(f"report: {md} and {html}")
+    except ImportError:
+        pass
+
+
+@app.command()
+def ablate(
+    run_dir: Path = typer.Argument(..., help="run directory (stages already finished)"),
+    stages: Optional[str] = typer.Option(None, help="comma-separated stages (default: every stage with a predecessor)"),
+    no_progress: bool = typer.Option(False),
+) -> None:
+    """The control experiment: retrain each stage on base-made data and compare on its held-out set."""
+    from cai_bootstrap.runs.runner import execute_controls
+
+    only = [s.strip() for s in stages.split(",")] if stages else None
+    try:
+        results = execute_controls(run_dir, only, console, progress=not no_progress)
+    except _known_errors() as exc:
+        fail(str(exc))
+    table = Table(title="held-out: stage model (predecessor-made data) vs control (base-made data)")
+    for col in ("stage", "stage model", "control", "difference", "train records (stage / control)"):
+        table.add_column(col)
+    for r in results:
+        mean = lambda s: "n/a" if not s else f"{100 * s['mean']:.1f}%"  # noqa: E731
+        diff = r["difference"]
+        table.add_row(r["stage"], mean(r["stage_heldout"]), mean(r["heldout"]),
+                      "n/a" if diff is None else f"{100 * diff:+.1f} pts",
+                      f"{r['train_records']['stage']} / {r['train_records']['control']}")
+    console.print(table)
     try:
         from cai_bootstrap.report import write_report
 

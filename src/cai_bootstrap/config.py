@@ -121,6 +121,9 @@ class RunSettings(Strict):
     stages: list[str] | None = Field(None, description="run only these stages (prefix of the curriculum)")
     engine: EngineSettings = Field(default_factory=EngineSettings)
     stage_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    control: Literal["none", "base"] = Field(
+        "none", description="also train each stage's control model on base-made data (runs/control.py)"
+    )
 
 
 # ---------------------------------------------------------------- YAML helpers

@@ -158,10 +158,12 @@ def load_base(ref: str, dtype: str | torch.dtype | None = None, seed: int = 0):
 
 
 def read_lineage(stage_model_dir: str | Path) -> dict:
-    """Read ``lineage.json``; adapter paths are stored relative to the run directory."""
+    """Read ``lineage.json``; adapter paths are stored relative to the run directory,
+    which is ``run_dir`` relative to the model directory (default ``../..``:
+    ``<run>/<stage>/model``; a control model one level deeper says ``../../..``)."""
     path = Path(stage_model_dir) / LINEAGE_FILE
     lineage = json.loads(path.read_text())
-    run_dir = path.parent.parent.parent
+    run_dir = path.parent / lineage.get("run_dir", "../..")
     lineage["adapters"] = [a if os.path.isabs(a) else str((run_dir / a).resolve()) for a in lineage["adapters"]]
     return lineage
 

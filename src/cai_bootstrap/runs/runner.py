@@ -140,6 +140,32 @@ def execute(run_dir: Path, console: Console | None = None, progress: bool = True
     results = []
     for index, spec in enumerate(stages):
         results.append(run_stage(run_dir, stages, index, settings, pool, console, progress))
+        if settings.control == "base":
+            from cai_bootstrap.runs.control import run_control
+
+            run_control(run_dir, stages, index, settings, pool, console, progress)
+    return results
+
+
+def execute_controls(run_dir: Path, only: list[str] | None = None, console: Console | None = None,
+                     progress: bool = True) -> list[dict]:
+    """The control experiment on the finished stages of an existing run (`ablate`)."""
+    from cai_bootstrap.runs.control import run_control
+
+    console = console or Console()
+    manifest, settings, curriculum = load_run(run_dir)
+    pool = ModelPool(run_dir, settings.model, settings.engine, settings.judge_model)
+    stages = [s for s in curriculum.stages if s.name in manifest["stages"]]
+    unknown = sorted(set(only or []) - {s.name for s in stages})
+    if unknown:
+        raise RunError(f"unknown stages {unknown}; the run has {[s.name for s in stages]}")
+    results = []
+    for index, spec in enumerate(stages):
+        if only and spec.name not in only:
+            continue
+        result = run_control(run_dir, stages, index, settings, pool, console, progress)
+        if result:
+            results.append(result)
     return results
 
 
@@ -230,7 +256,11 @@ def role_resolver(spec: StageSpec, previous: str | None, settings: RunSettings):
 
 
 def _build_data(run_dir, spec, settings, pool, previous, attempt, paths, console) -> None:
-    resolve = role_resolver(spec, previous, settings)
+    build_data(spec, settings, pool, role_resolver(spec, previous, settings), attempt, paths, console)
+
+
+def build_data(spec, settings, pool, resolve, attempt, paths, console) -> None:
+    """Run the stage kind's builder with ``resolve`` (role -> model name) into ``paths.data``."""
     sink = RecordSink(paths.data)
     ctx = StageContext(
         spec=spec, settings=settings, stage_dir=paths.root, sink=sink,

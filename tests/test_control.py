@@ -1,0 +1,47 @@
+"""The bootstrap-contribution experiment (`run --control base`, `ablate`) on the tiny preset."""
+
+from typer.testing import CliRunner
+
+from cai_bootstrap.cli import app
+from cai_bootstrap.jsonl import read_json, read_jsonl
+
+runner = CliRunner()
+
+
+def test_control_model_is_trained_on_base_made_data_and_reported(tmp_path):
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", "--preset", "tiny", "--stages", "stage-1,stage-2", "--control", "base",
+                              "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert not (out / "stage-1" / "control-base").exists()  # stage 1's data is base-made already
+    control_dir = out / "stage-2" / "control-base"
+    result = read_json(control_dir / "control.json")
+    # Same instances as the stage, but every role was played by the base model.
+    stage_keys = {r["key"] for r in read_jsonl(out / "stage-2" / "data.jsonl")}
+    control_rows = read_jsonl(control_dir / "data.jsonl")
+    assert {r["key"] for r in control_rows} == stage_keys
+    makers = {v["by"] for r in control_rows for v in r["provenance"].values() if isinstance(v, dict) and "by" in v}
+    assert makers and all(m.startswith("base:") or m == "seed" for m in makers), makers
+    assert set(result["roles"]["control"].values()) == {"base"} and "stage-1" in result["roles"]["stage"].values()
+    # Trained from the same parent on as many records, scored on the same held-out set.
+    assert result["trained_from"] == "stage-1"
+    assert result["train_records"]["control"] <= result["train_records"]["stage"]
+    lineage = read_json(control_dir / "model" / "lineage.json")
+    assert lineage["adapters"] == ["stage-1/model/adapter", "stage-2/control-base/model/adapter"]
+    assert set(result["heldout"]["per_family"]) == set(result["stage_heldout"]["per_family"])
+    assert result["difference"] == round(result["stage_heldout"]["mean"] - result["heldout"]["mean"], 4)
+    assert read_json(out / "stage-2" / "metrics.json")["control"]["heldout"] == result["heldout"]
+    assert "Control (base-made data)" in (out / "report.md").read_text()  # the summary table's column
+    # `ablate` on the finished run: the control is done, so nothing is redone.
+    before = (control_dir / "data.jsonl").stat().st_mtime_ns
+    res = runner.invoke(app, ["ablate", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "already done" in " ".join(res.output.split()) and "stage-2" in res.output
+    assert (control_dir / "data.jsonl").stat().st_mtime_ns == before
+
+
+def test_ablate_rejects_unknown_stage(tmp_path):
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["run", "--preset", "tiny", "--stages", "stage-1", "--out", str(out), "--no-progress"]).exit_code == 0
+    res = runner.invoke(app, ["ablate", str(out), "--stages", "stage-9"])
+    assert res.exit_code != 0 and "unknown stages" in res.output
