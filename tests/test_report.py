@@ -403,3 +403,16 @@ def test_manifest_only_run(tmp_path: Path) -> None:
 def test_no_manifest_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="no manifest.json"):
         write_report(tmp_path)
+
+
+def test_a_continued_gate_is_warned_once(tmp_path: Path) -> None:
+    from cai_bootstrap.report.load import RunData, StageData
+
+    stage = StageData(name="stage-2", kind="implicit", description="", threshold=0.9,
+                      status={"state": "continued", "message": "stage-2: 33.3% vs threshold 90%"})
+    run = RunData(run_dir=tmp_path, run_id="r", created="", settings={}, curriculum="skills", versions={},
+                  git_commit=None, input_hashes={}, stages=[stage],
+                  warnings=["GATE FAILED but continued (on_fail=continue): stage-2: 33.3% vs threshold 90%"])
+    assert len(run.all_warnings) == 1
+    run.warnings = []
+    assert run.all_warnings == ["stage-2: gate failed and the run continued. stage-2: 33.3% vs threshold 90%"]

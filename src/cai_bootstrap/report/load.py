@@ -178,7 +178,9 @@ class RunData:
         """Manifest warnings, then gates that failed (stopped or continued), then read problems."""
         out = list(self.warnings)
         for s in self.stages:
-            if s.state == "continued":
+            # the runner already wrote a manifest warning for a continued gate: say it once
+            recorded = any("GATE FAILED" in w and s.name in w for w in self.warnings)
+            if s.state == "continued" and not recorded:
                 out.append(f"{s.name}: gate failed and the run continued. {_gate_detail(s)}".strip())
             elif s.state == "failed":
                 out.append(f"{s.name}: gate failed; the run stopped here. {_gate_detail(s)}".strip())
