@@ -1,24 +1,69 @@
-"""The transformers engine: n samples from one shared prefill equal n separate prefills."""
+"""The transformers engine's decoding loop against transformers' own `generate`."""
+
+import pytest
+import torch
 
 from cai_bootstrap.engines.base import SamplingParams
+from cai_bootstrap.engines.decoding import DecodeSettings, decode_batch
 from cai_bootstrap.engines.transformers_engine import TransformersEngine
 
 PROMPTS = ["### Instruction:\nName a colour.\n\n### Response:\n", "### Instruction:\nHi\n\n### Response:\n", "x"]
 
 
-def test_shared_prefill_matches_separate_prompts_greedy():
-    engine = TransformersEngine.from_ref("tiny", batch_size=8)
-    shared = engine.generate(PROMPTS, SamplingParams(n=3, max_new_tokens=12, temperature=0.0, seed=1), progress=False)
-    flat = engine.generate([p for p in PROMPTS for _ in range(3)],
-                           SamplingParams(n=1, max_new_tokens=12, temperature=0.0, seed=1), progress=False)
-    assert shared == [sum(flat[3 * i : 3 * i + 3], []) for i in range(len(PROMPTS))]
-    assert any(s for row in shared for s in row)  # something was generated
+@pytest.fixture(scope="module")
+def engine() -> TransformersEngine:
+    return TransformersEngine.from_ref("tiny", batch_size=8)
 
 
-def test_sampled_outputs_are_reproducible_and_vary_across_samples():
-    engine = TransformersEngine.from_ref("tiny", batch_size=8)
+def _hf_greedy(engine, n: int, max_new: int, **kw) -> list[list[int]]:
+    enc = {k: v.repeat_interleave(n, dim=0) for k, v in engine._encode(PROMPTS).items()}
+    out = engine.model.generate(**enc, max_new_tokens=max_new, do_sample=False,
+                                eos_token_id=engine.tokenizer.eos_token_id, pad_token_id=engine.tokenizer.pad_token_id,
+                                **kw)
+    eos, pad = engine.tokenizer.eos_token_id, engine.tokenizer.pad_token_id
+    rows = []
+    for row in out[:, enc["input_ids"].shape[1]:].tolist():
+        cut = row.index(eos) if eos in row else len(row)
+        rows.append([t for t in row[:cut] if t != pad] if pad != eos else row[:cut])
+    return rows
+
+
+@pytest.mark.parametrize("n,kw", [(1, {}), (3, {}), (2, {"repetition_penalty": 1.5})])
+def test_greedy_decoding_equals_transformers_generate(engine, n, kw):
+    enc = engine._encode(PROMPTS)
+    ours = decode_batch(engine.model, enc["input_ids"], enc["attention_mask"],
+                        DecodeSettings(max_new_tokens=12, n=n, **kw), eos_ids=[engine.tokenizer.eos_token_id])
+    assert ours == _hf_greedy(engine, n, 12, **kw)
+    assert any(ours)
+
+
+def test_min_new_tokens_and_stop_check(engine):
+    enc = engine._encode(PROMPTS)
+    full = decode_batch(engine.model, enc["input_ids"], enc["attention_mask"],
+                        DecodeSettings(max_new_tokens=9, min_new_tokens=9), eos_ids=[engine.tokenizer.eos_token_id])
+    assert [len(r) for r in full] == [9, 9, 9]
+    # a row stops right after the token that completes a stop condition
+    cut = decode_batch(engine.model, enc["input_ids"], enc["attention_mask"], DecodeSettings(max_new_tokens=9),
+                       eos_ids=[-1], stopped=lambda toks: len(toks) >= 4)
+    assert [len(r) for r in cut] == [4, 4, 4] and all(c == f[:4] for c, f in zip(cut, full))
+
+
+def test_sampled_outputs_are_reproducible_and_vary_across_samples(engine):
     params = SamplingParams(n=4, max_new_tokens=12, temperature=1.0, top_p=1.0, seed=7)
     first = engine.generate(PROMPTS, params, progress=False)
     assert first == engine.generate(PROMPTS, params, progress=False)
     assert all(len(row) == 4 for row in first)
     assert any(len(set(row)) > 1 for row in first)
+    other = engine.generate(PROMPTS, params.model_copy(update={"seed": 8}), progress=False)
+    assert other != first
+
+
+def test_top_p_keeps_only_the_head_of_the_distribution():
+    from cai_bootstrap.engines.decoding import pick_tokens
+
+    scores = torch.tensor([[5.0, 4.9, -10.0, -10.0]]).repeat(200, 1)
+    g = torch.Generator().manual_seed(0)
+    picked = pick_tokens(scores, DecodeSettings(max_new_tokens=1, temperature=1.0, top_p=0.5), g)
+    assert set(picked.tolist()) == {0}
+    picked = pick_tokens(scores, DecodeSettings(max_new_tokens=1, temperature=1.0, top_p=0.99), g)
+    assert set(picked.tolist()) == {0, 1}
