@@ -416,6 +416,11 @@ class NameOne(TemplatedFamily):
         ])
 
 
+#: A short sentence opening a list ("The three languages are", "Three fruits include"):
+#: at most six words and no comma before the verb, so a list item is never eaten.
+LIST_LEAD_IN = re.compile(r"^\s*(?:[^,.\n]+?\s){0,5}?(?:are|include)\s+", re.IGNORECASE)
+
+
 class ListThree(TemplatedFamily):
     name = "list_three"
     skill = "explicit"
@@ -439,6 +444,7 @@ class ListThree(TemplatedFamily):
     def verify(self, instance: Instance, output: str) -> Verdict:
         members = instance.reference["members"]
         body = output.split(":", 1)[1] if ":" in output else output
+        body = LIST_LEAD_IN.sub("", body, count=1)  # "The three languages are English, ..." -> the list
         items = checks.split_items(body)
         matched = [checks.match_member(i, members) for i in items]
         long_items = [i for i in items if checks.word_count(i) > 4]
