@@ -223,8 +223,10 @@ DDP_CHECK = textwrap.dedent("""
     acc.backward(loss)
     opt.step()
     weights = acc.gather(acc.unwrap_model(model).weight.detach()[None])
-    print(f"rank={acc.process_index} world={acc.num_processes} backend={acc.state.backend} "
-          f"synced={torch.allclose(weights[0], weights[-1])}", flush=True)
+    line = (f"rank={acc.process_index} world={acc.num_processes} backend={acc.state.backend} "
+            f"synced={torch.allclose(weights[0], weights[-1])}")
+    # one file per rank: two processes printing to one pipe could lose or merge lines
+    open(f"rank{acc.process_index}.txt", "w").write(line)
 """)
 
 
@@ -240,7 +242,7 @@ def test_cpu_2proc_config_runs_two_gloo_processes(tmp_path):
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    lines = sorted(line for line in out.stdout.splitlines() if line.startswith("rank="))
+    lines = sorted(p.read_text() for p in tmp_path.glob("rank*.txt"))
     assert lines == ["rank=0 world=2 backend=gloo synced=True", "rank=1 world=2 backend=gloo synced=True"]
 
 

@@ -20,7 +20,10 @@ class LoraSettings(BaseModel):
 
     r: int = Field(16, gt=0)
     alpha: int = Field(32, gt=0)
-    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    #: 0 by default: on the 2-core CPU the dropout masks (``bernoulli_`` + ``mul`` on
+    #: every LoRA input) took about a quarter of an SFT step (profiled, Gemma 3 270M).
+    #: The full preset sets 0.05.
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
     #: PEFT ``target_modules``: a list of module names, or ``"all-linear"`` (every
     #: linear layer except the LM head).
     target_modules: list[str] | str = "all-linear"
