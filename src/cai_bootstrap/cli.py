@@ -287,7 +287,7 @@ def _status_table(run_dir: Path) -> None:
 
     manifest, settings, curriculum = load_run(run_dir)
     table = Table(title=f"{manifest['run_id']}: {settings.curriculum} / {settings.preset} / {settings.model}")
-    for col in ("stage", "kind", "state", "attempt", "kept / generated", "metric", "threshold", "base", "time"):
+    for col in ("stage", "kind", "state", "attempt", "kept / generated", "metric", "threshold", "base", "control", "time"):
         table.add_column(col)
     colours = {"passed": "green", "failed": "red", "continued": "yellow"}
     for spec in curriculum.stages:
@@ -301,10 +301,13 @@ def _status_table(run_dir: Path) -> None:
         value = f"{m['value']:.1%}" if "value" in m else "-"
         base = m.get("base_heldout") or {}
         base_v = f"{base['mean']:.1%}" if base.get("mean") is not None else "-"
+        control = (m.get("control") or {}).get("heldout") or {}
+        control_v = f"{control['mean']:.1%}" if control.get("mean") is not None else "-"
+        threshold = "safety gate" if spec.kind == "constitutional" else f"{spec.threshold:.0%}"
         total = st.timings.get("total_s")
         table.add_row(
             spec.name, spec.kind, f"[{colours.get(st.state, 'white')}]{st.state}[/]", str(st.attempt), kept,
-            value, f"{spec.threshold:.0%}", base_v, f"{total / 60:.1f} min" if total else "-",
+            value, threshold, base_v, control_v, f"{total / 60:.1f} min" if total else "-",
         )
     console.print(table)
     for warning in manifest.get("warnings", []):
