@@ -38,8 +38,8 @@ TOPICS = ["the ocean", "volcanoes", "honey bees", "the moon", "bread", "trains",
 
 class BenchSettings(BaseModel):
     model: str = "gemma-3-270m"
-    gen_batch_size: int = 32
-    gen_prompts: int = 32
+    gen_batch_size: int = 64
+    gen_prompts: int = 64
     naive_prompts: int = Field(4, description="unbatched baseline is slow: fewer prompts, same length")
     new_tokens: int = 32
     train_batch_size: int = 8
@@ -199,8 +199,8 @@ def bench_stage(workdir: Path) -> Figure:
 
 def run_bench(s: BenchSettings, progress_cb=print) -> dict:
     if s.quick:
-        s = s.model_copy(update={"gen_prompts": min(s.gen_prompts, 16), "gen_batch_size": min(s.gen_batch_size, 16),
-                                 "naive_prompts": 2, "new_tokens": min(s.new_tokens, 24), "train_steps": 2,
+        s = s.model_copy(update={"gen_prompts": min(s.gen_prompts, 64), "gen_batch_size": min(s.gen_batch_size, 64),
+                                 "naive_prompts": 2, "new_tokens": min(s.new_tokens, 24), "train_steps": 3,
                                  "dpo_pairs": 8, "stage": False})
     workdir = Path(tempfile.mkdtemp(prefix="cai-bench-"))
     t_start = time.perf_counter()
