@@ -229,13 +229,7 @@ def _execute(run_dir: Path, progress: bool) -> None:
     except _known_errors() as exc:
         fail(str(exc))
     _status_table(run_dir)
-    try:
-        from cai_bootstrap.report import write_report
-
-        md, html = write_report(run_dir)
-        console.print(f"report: {md} and {html}")
-    except ImportError:
-        pass
+    _write_report(run_dir)
 
 
 @app.command()
@@ -262,13 +256,14 @@ def ablate(
                       "n/a" if diff is None else f"{100 * diff:+.1f} pts",
                       f"{r['train_records']['stage']} / {r['train_records']['control']}")
     console.print(table)
-    try:
-        from cai_bootstrap.report import write_report
+    _write_report(run_dir)
 
-        md, html = write_report(run_dir)
-        console.print(f"report: {md} and {html}")
-    except ImportError:
-        pass
+
+def _write_report(run_dir: Path) -> None:
+    from cai_bootstrap.report import write_report
+
+    md, html = write_report(run_dir)
+    console.print(f"report: {md} and {html}")
 
 
 @app.command()

@@ -69,7 +69,19 @@ def final_number(text: str) -> float | None:
     return nums[-1] if nums else None
 
 
-class MathProblems(TaskTypeFamily):
+class ScenarioVariants(TaskTypeFamily):
+    """Families whose items are (scenario, k): ``variants[split]`` numeric draws of each scenario."""
+
+    def groups(self, split: Split) -> list[list[Any]]:
+        count = int(self.data["variants"][split])
+        return [[(item, k) for k in range(count)] for item in self.items(split)]
+
+    def item_id(self, item: Any) -> str:
+        scenario, k = item
+        return f"{scenario['id']}-v{k}"
+
+
+class MathProblems(ScenarioVariants):
     """Word problems with computed answers (``tasks_math_problems.yaml``).
 
     Each scenario is drawn with several number sets; the answer is computed from
@@ -85,14 +97,6 @@ class MathProblems(TaskTypeFamily):
     description = "Solve an arithmetic word problem"
     max_new_tokens = 72
     rubric = "Check whether the calculation uses the right operations on the numbers in the problem and ends with the correct final answer."
-
-    def groups(self, split: Split) -> list[list[Any]]:
-        count = int(self.data["variants"][split])
-        return [[(item, k) for k in range(count)] for item in self.items(split)]
-
-    def item_id(self, item: Any) -> str:
-        scenario, k = item
-        return f"{scenario['id']}-v{k}"
 
     def draw(self, scenario: dict, k: int, split: str) -> dict[str, float]:
         """Values of the scenario's variables for variant ``k``: a positive whole answer, and
@@ -226,7 +230,7 @@ def direction_verdict(text: str, direction: str) -> Result:
     return Result("direction", ok, f"the overall direction is {direction} (expected a word like {word!r}, and no contrary one)")
 
 
-class Analysis(TaskTypeFamily):
+class Analysis(ScenarioVariants):
     """Analyse a small data series (``tasks_analysis.yaml``): trend, highest and lowest.
 
     Each case draws a series from the scenario's ranges with a trend and one
@@ -246,14 +250,6 @@ class Analysis(TaskTypeFamily):
     description = "Analyse a small data series"
     max_new_tokens = 80
     rubric = "Check whether the analysis states the overall trend correctly, names the highest and the lowest points correctly, and uses only numbers from the data."
-
-    def groups(self, split: Split) -> list[list[Any]]:
-        count = int(self.data["variants"][split])
-        return [[(item, k) for k in range(count)] for item in self.items(split)]
-
-    def item_id(self, item: Any) -> str:
-        scenario, k = item
-        return f"{scenario['id']}-v{k}"
 
     def series(self, scenario: dict, k: int, split: str) -> list[int]:
         labels = scenario["labels"]
