@@ -55,3 +55,23 @@ def test_finished_chunks_are_skipped_and_seeds_are_stable(tmp_path):
     _write(ctx, ITEMS[0:4])
     again = {idx: seed for idx, _, seed in ctx.chunks(ITEMS, lambda k: [k])}
     assert list(again) == [1, 2] and all(again[i] == seeds[i] for i in again)
+
+
+def test_replay_draws_evenly_from_earlier_stages_only(tmp_path):
+    import json
+
+    from cai_bootstrap.jsonl import atomic_write_json
+    from cai_bootstrap.runs.runner import replay_records
+
+    atomic_write_json(tmp_path / "manifest.json", {"stages": ["stage-1", "stage-2", "stage-3"]})
+    for name, n in (("stage-1", 10), ("stage-2", 2), ("stage-3", 10)):
+        (tmp_path / name).mkdir()
+        rows = [{"key": f"{name}-{i}", "prompt": "p", "chosen": "c", "kept": i % 5 != 4} for i in range(n)]
+        (tmp_path / name / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = StageSpec(name="stage-3", kind="revision", replay=0.5)
+    got = replay_records(tmp_path, spec, n_own=12, seed=0)
+    assert len(got) == 6 and all(r["kept"] for r in got)
+    assert [r["replay_of"] for r in got].count("stage-2") == 2  # all it has; stage-1 fills the rest
+    assert not any(r["replay_of"] == "stage-3" for r in got)
+    assert got == replay_records(tmp_path, spec, n_own=12, seed=0)  # deterministic
+    assert replay_records(tmp_path, spec.model_copy(update={"replay": 0.0}), n_own=12, seed=0) == []

@@ -75,6 +75,11 @@ class StageSpec(Strict):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     on_fail: Literal["stop", "continue"] = "stop"
     options: dict[str, Any] = Field(default_factory=dict, description="kind-specific settings")
+    replay: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="add this share (of the stage's own training records) of kept records from earlier "
+        "stages to the training set, against forgetting earlier skills",
+    )
 
 
 class Curriculum(Strict):

@@ -50,7 +50,7 @@ def run_control(
     console: Console, progress: bool = True,
 ) -> dict | None:
     """Build, train and score the base-data control of ``stages[index]`` (a finished stage)."""
-    from cai_bootstrap.runs.runner import build_data, role_resolver, training_records
+    from cai_bootstrap.runs.runner import build_data, replay_records, role_resolver, training_records
 
     spec = stages[index]
     stage_paths = StagePaths(run_dir, spec.name)
@@ -84,6 +84,7 @@ def run_control(
     records = training_records(paths, spec, attempt)[:n_stage]
     if not records:
         raise RuntimeError(f"{spec.name} control: no base-made record survived the filters; see {paths.data}")
+    records += replay_records(run_dir, spec, len(records), settings.seed)  # the same replay as the stage
     _timed(paths, status, "training", lambda: _train(run_dir, spec, settings, previous, attempt, records, paths, progress, console))
     name = control_name(spec.name)
     pool.drop(name)

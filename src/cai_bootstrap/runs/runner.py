@@ -290,6 +290,32 @@ def training_records(paths: StagePaths, spec: StageSpec, attempt: int) -> list[d
     return kept[:target]
 
 
+def replay_records(run_dir: Path, spec: StageSpec, n_own: int, seed: int) -> list[dict]:
+    """``spec.replay * n_own`` kept records of the earlier stages of the run, spread evenly
+    over them (round robin, each stage's rows in a seeded order), marked ``replay_of``.
+
+    Why: a stage trained only on its own format forgets the earlier ones (measured: after
+    the evaluation stage, answering "Yes."/"B." to everything, the stage-4 model wrote 8
+    usable revisions out of 180 candidates for stage 5).
+    """
+    n = int(round(spec.replay * n_own))
+    if n <= 0:
+        return []
+    manifest = read_json(run_dir / "manifest.json")
+    earlier = manifest["stages"][: manifest["stages"].index(spec.name)]
+    pools = []
+    for name in earlier:
+        rows = [r for r in iter_jsonl(StagePaths(run_dir, name).data) if r.get("kept") and r.get("chosen")]
+        random.Random(f"{seed}:{spec.name}:replay:{name}").shuffle(rows)
+        pools.append([{**r, "replay_of": name} for r in rows])
+    out: list[dict] = []
+    while len(out) < n and any(pools):
+        for pool in pools:
+            if pool and len(out) < n:
+                out.append(pool.pop())
+    return out
+
+
 def _train(run_dir, spec, settings, previous, attempt, paths, console, progress) -> None:
     from cai_bootstrap.training import train_stage
 
@@ -304,8 +330,11 @@ def _train(run_dir, spec, settings, previous, attempt, paths, console, progress)
             raise RunError(
                 f"{spec.name}: no training records survived the filters ({reasons}); see {paths.data}"
             )
+        replay = replay_records(run_dir, spec, len(records), settings.seed)
+        records = records + replay
         parent_ref = str(run_dir / previous / "model") if previous else settings.model
-        console.print(f"{spec.name}: training {spec.training.method} on {len(records)} records from {previous or settings.model}")
+        console.print(f"{spec.name}: training {spec.training.method} on {len(records)} records "
+                      f"({len(replay)} replayed from earlier stages) from {previous or settings.model}")
         loaded = load_model(parent_ref, dtype=settings.engine.dtype)
         train_settings = spec.training.model_copy(
             update={"epochs": spec.training.epochs + attempt * spec.retry.extra_epochs, "seed": settings.seed + attempt}
