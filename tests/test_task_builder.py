@@ -277,19 +277,3 @@ def test_critic_hint_hides_the_reference_unless_asked() -> None:
     length = task_family("factual_qa").verify(i, "Canberra " + "is a city " * 20)
     assert T.critic_hint(length, "check") == length.reason  # a reason without the reference is passed on
 
-
-def test_cli_task_flag_changes_the_stage0_task(tmp_path):
-    from typer.testing import CliRunner
-
-    from cai_bootstrap.cli import app
-    from cai_bootstrap.jsonl import read_json, read_jsonl
-
-    out = tmp_path / "run"
-    res = CliRunner().invoke(app, ["run", "--curriculum", "tasks", "--preset", "tiny", "--stages", "stage-0",
-                                   "--task", "summarization", "--out", str(out), "--no-progress"])
-    assert res.exit_code == 0, res.output
-    stage0 = next(s for s in read_json(out / "manifest.json")["curriculum"]["stages"] if s["name"] == "stage-0")
-    assert stage0["families"] == ["summarization"] and stage0["options"]["task"] == "summarization"
-    rows = read_jsonl(out / "stage-0" / "data.jsonl")
-    assert rows and {r["family"] for r in rows} == {"summarization"}
-    assert set(read_json(out / "stage-0" / "metrics.json")["heldout"]["per_family"]) == {"summarization"}
