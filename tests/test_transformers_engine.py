@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cai_bootstrap.engines.base import SamplingParams
-from cai_bootstrap.engines.decoding import DecodeSettings, decode_batch
+from cai_bootstrap.engines.decoding import decode_batch
 from cai_bootstrap.engines.transformers_engine import TransformersEngine
 
 PROMPTS = ["### Instruction:\nName a colour.\n\n### Response:\n", "### Instruction:\nHi\n\n### Response:\n", "x"]
@@ -32,7 +32,7 @@ def _hf_greedy(engine, n: int, max_new: int, **kw) -> list[list[int]]:
 def test_greedy_decoding_equals_transformers_generate(engine, n, kw):
     enc = engine._encode(PROMPTS)
     ours = decode_batch(engine.model, enc["input_ids"], enc["attention_mask"],
-                        DecodeSettings(max_new_tokens=12, n=n, **kw), eos_ids=[engine.tokenizer.eos_token_id])
+                        SamplingParams(max_new_tokens=12, n=n, **kw), eos_ids=[engine.tokenizer.eos_token_id])
     assert ours == _hf_greedy(engine, n, 12, **kw)
     assert any(ours)
 
@@ -40,10 +40,10 @@ def test_greedy_decoding_equals_transformers_generate(engine, n, kw):
 def test_min_new_tokens_and_stop_check(engine):
     enc = engine._encode(PROMPTS)
     full = decode_batch(engine.model, enc["input_ids"], enc["attention_mask"],
-                        DecodeSettings(max_new_tokens=9, min_new_tokens=9), eos_ids=[engine.tokenizer.eos_token_id])
+                        SamplingParams(max_new_tokens=9, min_new_tokens=9), eos_ids=[engine.tokenizer.eos_token_id])
     assert [len(r) for r in full] == [9, 9, 9]
     # a row stops right after the token that completes a stop condition
-    cut = decode_batch(engine.model, enc["input_ids"], enc["attention_mask"], DecodeSettings(max_new_tokens=9),
+    cut = decode_batch(engine.model, enc["input_ids"], enc["attention_mask"], SamplingParams(max_new_tokens=9),
                        eos_ids=[-1], stopped=lambda toks: len(toks) >= 4)
     assert [len(r) for r in cut] == [4, 4, 4] and all(c == f[:4] for c, f in zip(cut, full))
 
@@ -63,7 +63,7 @@ def test_top_p_keeps_only_the_head_of_the_distribution():
 
     scores = torch.tensor([[5.0, 4.9, -10.0, -10.0]]).repeat(200, 1)
     g = torch.Generator().manual_seed(0)
-    picked = pick_tokens(scores, DecodeSettings(max_new_tokens=1, temperature=1.0, top_p=0.5), g)
+    picked = pick_tokens(scores, SamplingParams(max_new_tokens=1, temperature=1.0, top_p=0.5), g)
     assert set(picked.tolist()) == {0}
-    picked = pick_tokens(scores, DecodeSettings(max_new_tokens=1, temperature=1.0, top_p=0.99), g)
+    picked = pick_tokens(scores, SamplingParams(max_new_tokens=1, temperature=1.0, top_p=0.99), g)
     assert set(picked.tolist()) == {0, 1}

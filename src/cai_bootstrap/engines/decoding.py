@@ -18,27 +18,16 @@ Greedy decoding gives the same tokens as ``model.generate`` (tested).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-
 import torch
 from transformers import DynamicCache
+
+from cai_bootstrap.engines.base import SamplingParams
 
 #: Sampling candidates per step: top-p mass beyond the 64th token is dropped.
 MAX_K = 64
 
 
-@dataclass(frozen=True)
-class DecodeSettings:
-    max_new_tokens: int
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-    n: int = 1
-    min_new_tokens: int = 0
-    repetition_penalty: float = 1.0
-
-
-def pick_tokens(scores: torch.Tensor, s: DecodeSettings, generator: torch.Generator | None) -> torch.Tensor:
+def pick_tokens(scores: torch.Tensor, s: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
     """Greedy argmax, or temperature / top-k / top-p sampling among the top ``k``."""
     if s.temperature <= 0:
         return scores.argmax(dim=-1)
@@ -63,13 +52,16 @@ def decode_batch(
     model,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
-    settings: DecodeSettings,
+    settings: SamplingParams,
     *,
     eos_ids: Sequence[int],
     stopped: Callable[[list[int]], bool] | None = None,
     seed: int = 0,
 ) -> list[list[int]]:
-    """New token ids per row (``n`` adjacent rows per prompt), without the EOS token.
+    """New token ids per row (``settings.n`` adjacent rows per prompt), without the EOS token.
+
+    ``settings.stop`` and ``settings.seed`` are not read here: stop strings come in as
+    ``stopped`` (the caller owns the tokenizer) and ``seed`` per batch.
 
     ``input_ids``/``attention_mask`` are left-padded prompts. ``stopped(tokens)`` says
     whether a row's new tokens end in a stop string (checked once ``min_new_tokens``
@@ -101,17 +93,17 @@ def decode_batch(
         if step < settings.min_new_tokens:
             scores = scores.index_fill(-1, eos, float("-inf"))
         tokens = pick_tokens(scores, settings, generator)
-        done = torch.isin(tokens, eos)
+        done = torch.isin(tokens, eos).tolist()
         for i, (row, tok) in enumerate(zip(rows.tolist(), tokens.tolist())):
             if done[i]:
                 continue
             out[row].append(tok)
             if stopped is not None and step + 1 >= settings.min_new_tokens and stopped(out[row]):
                 done[i] = True
-        if step + 1 == settings.max_new_tokens or bool(done.all()):
+        if step + 1 == settings.max_new_tokens or all(done):
             break
-        if bool(done.any()):
-            live = (~done).nonzero().squeeze(-1)
+        if any(done):
+            live = torch.tensor([i for i, d in enumerate(done) if not d], device=device)
             cache.batch_select_indices(live)
             rows, tokens, next_pos, attention_mask = rows[live], tokens[live], next_pos[live], attention_mask[live]
             seen = seen[live] if seen is not None else None

@@ -17,7 +17,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cai_bootstrap.engines.base import Engine, SamplingParams
-from cai_bootstrap.engines.decoding import DecodeSettings, decode_batch
+from cai_bootstrap.engines.decoding import decode_batch
 from cai_bootstrap.models.loading import LoadedModel, load_model
 from cai_bootstrap.prompt_format import STOP_SEQUENCES, clean_response
 
@@ -77,11 +77,6 @@ class TransformersEngine(Engine):
         # n samples per prompt share the batch: fewer prompts per batch when n > 1.
         per_batch = max(1, self.batch_size // params.n)
         results: list[list[str]] = [[] for _ in prompts]
-        settings = DecodeSettings(
-            max_new_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
-            top_k=params.top_k, n=params.n, min_new_tokens=params.min_new_tokens,
-            repetition_penalty=params.repetition_penalty,
-        )
         stopped = self._stop_check(stops) if params.min_new_tokens < params.max_new_tokens else None
         n_batches = math.ceil(len(order) / per_batch)
         with make_progress(disable=not progress) as bar:
@@ -91,7 +86,7 @@ class TransformersEngine(Engine):
                 idx = order[b * per_batch : (b + 1) * per_batch]
                 enc = self._encode([prompts[i] for i in idx])
                 new = decode_batch(
-                    self.model, enc["input_ids"], enc["attention_mask"], settings,
+                    self.model, enc["input_ids"], enc["attention_mask"], params,
                     eos_ids=[self.tokenizer.eos_token_id], stopped=stopped, seed=batch_seed(params.seed, b),
                 )
                 texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
