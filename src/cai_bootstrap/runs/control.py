@@ -15,8 +15,6 @@ held-out rows are appended per item, a finished control is skipped.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 from rich.console import Console
@@ -24,7 +22,6 @@ from rich.console import Console
 from cai_bootstrap.config import RunSettings, StageSpec
 from cai_bootstrap.evaluation.heldout import evaluate_heldout, heldout_instances
 from cai_bootstrap.jsonl import atomic_write_json, iter_jsonl, read_json
-from cai_bootstrap.models.loading import LINEAGE_FILE, load_model
 from cai_bootstrap.runs.layout import FINISHED, StagePaths, StageStatus, now_iso
 from cai_bootstrap.runs.pool import ModelPool
 
@@ -84,7 +81,10 @@ def run_control(
     records = training_records(paths, spec, attempt)[:n_stage]
     if not records:
         raise RuntimeError(f"{spec.name} control: no base-made record survived the filters; see {paths.data}")
-    records += replay_records(run_dir, spec, len(records), settings.seed)  # the same replay as the stage
+    n_control = len(records)
+    # the stage's own replay rows: drawn for n_stage records, as the stage drew them
+    replay = replay_records(run_dir, spec, n_stage, settings.seed)
+    records = records + replay
     _timed(paths, status, "training", lambda: _train(run_dir, spec, settings, previous, attempt, records, paths, progress, console))
     name = control_name(spec.name)
     pool.drop(name)
@@ -105,7 +105,7 @@ def run_control(
         "attempt": attempt,
         "roles": {"stage": roles, "control": {role: base_roles(role) for role in roles}},
         "trained_from": previous,
-        "train_records": {"stage": n_stage, "control": len(records)},
+        "train_records": {"stage": n_stage, "control": n_control, "replayed_to_both": len(replay)},
         "data": {"stage": metrics.get("data"), "control": _yield(paths.data)},
         "heldout": control_score,
         "stage_heldout": metrics.get("heldout"),
@@ -124,32 +124,13 @@ def run_control(
 
 
 def _train(run_dir, spec, settings, previous, attempt, records, paths, progress, console) -> None:
-    from cai_bootstrap.training import train_stage
+    from cai_bootstrap.runs.runner import install_model, train_adapter
 
-    out_dir = paths.train(attempt)
-    adapter = out_dir / "adapter"
-    parent_ref = str(run_dir / previous / "model")
+    adapter = paths.train(attempt) / "adapter"
     if not (adapter / "adapter_config.json").exists():
         console.print(f"{spec.name} control: training {spec.training.method} on {len(records)} base-made records from {previous}")
-        loaded = load_model(parent_ref, dtype=settings.engine.dtype)
-        train_settings = spec.training.model_copy(
-            update={"epochs": spec.training.epochs + attempt * spec.retry.extra_epochs, "seed": settings.seed + attempt}
-        )
-        train_stage(loaded.model, loaded.tokenizer, records, train_settings, out_dir, progress=progress)
-        del loaded
-    parent = read_json(run_dir / previous / "model" / LINEAGE_FILE)
-    lineage = {
-        "base": parent["base"], "base_seed": parent.get("base_seed", 0),
-        "adapters": list(parent["adapters"]) + [f"{control_name(spec.name)}/model/adapter"],
-        "run_dir": "../../..", "stage": control_name(spec.name), "trained_from": previous,
-        "train_dir": str(adapter.parent.relative_to(run_dir)),
-    }
-    tmp = paths.model.with_name("model.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(adapter, tmp / "adapter")
-    atomic_write_json(tmp / LINEAGE_FILE, lineage)
-    shutil.rmtree(paths.model, ignore_errors=True)
-    os.replace(tmp, paths.model)
+        train_adapter(run_dir, spec, settings, previous, attempt, records, paths, progress)
+    install_model(run_dir, settings, previous, control_name(spec.name), adapter, paths)
 
 
 def _timed(paths: StagePaths, status: StageStatus, state: str, fn):

@@ -317,10 +317,7 @@ def replay_records(run_dir: Path, spec: StageSpec, n_own: int, seed: int) -> lis
 
 
 def _train(run_dir, spec, settings, previous, attempt, paths, console, progress) -> None:
-    from cai_bootstrap.training import train_stage
-
-    out_dir = paths.train(attempt)
-    adapter = out_dir / "adapter"
+    adapter = paths.train(attempt) / "adapter"
     if not (adapter / "adapter_config.json").exists():
         records = training_records(paths, spec, attempt)
         if not records:
@@ -332,20 +329,31 @@ def _train(run_dir, spec, settings, previous, attempt, paths, console, progress)
             )
         replay = replay_records(run_dir, spec, len(records), settings.seed)
         records = records + replay
-        parent_ref = str(run_dir / previous / "model") if previous else settings.model
         console.print(f"{spec.name}: training {spec.training.method} on {len(records)} records "
                       f"({len(replay)} replayed from earlier stages) from {previous or settings.model}")
-        loaded = load_model(parent_ref, dtype=settings.engine.dtype)
-        train_settings = spec.training.model_copy(
-            update={"epochs": spec.training.epochs + attempt * spec.retry.extra_epochs, "seed": settings.seed + attempt}
-        )
-        train_stage(loaded.model, loaded.tokenizer, records, train_settings, out_dir, progress=progress)
-        del loaded
-    _install_model(run_dir, spec, settings, previous, adapter, paths)
+        train_adapter(run_dir, spec, settings, previous, attempt, records, paths, progress)
+    install_model(run_dir, settings, previous, spec.name, adapter, paths)
 
 
-def _install_model(run_dir: Path, spec: StageSpec, settings: RunSettings, previous, adapter: Path, paths: StagePaths) -> None:
-    """Stage model = base + adapters of every earlier stage + this one, merged in order."""
+def train_adapter(run_dir, spec, settings, previous, attempt, records, paths, progress) -> None:
+    """LoRA on the previous stage's model (or the base), with the attempt's epochs and seed."""
+    from cai_bootstrap.training import train_stage
+
+    parent_ref = str(run_dir / previous / "model") if previous else settings.model
+    loaded = load_model(parent_ref, dtype=settings.engine.dtype)
+    train_settings = spec.training.model_copy(
+        update={"epochs": spec.training.epochs + attempt * spec.retry.extra_epochs, "seed": settings.seed + attempt}
+    )
+    train_stage(loaded.model, loaded.tokenizer, records, train_settings, paths.train(attempt), progress=progress)
+    del loaded
+
+
+def install_model(run_dir: Path, settings: RunSettings, previous, name: str, adapter: Path, paths: StagePaths) -> None:
+    """Model = base + adapters of every earlier stage + this one, merged in order.
+
+    ``name`` is the model's name in the pool (a stage, or ``<stage>/control-base``);
+    adapter paths in ``lineage.json`` are relative to the run directory.
+    """
     if previous:
         parent = read_json(run_dir / previous / "model" / LINEAGE_FILE)
         base, adapters = parent["base"], list(parent["adapters"])
@@ -354,11 +362,14 @@ def _install_model(run_dir: Path, spec: StageSpec, settings: RunSettings, previo
     lineage = {
         "base": base,
         "base_seed": 0,
-        "adapters": adapters + [f"{spec.name}/model/adapter"],
-        "stage": spec.name,
+        "adapters": adapters + [f"{name}/model/adapter"],
+        "stage": name,
         "trained_from": previous or "base",
         "train_dir": str(adapter.parent.relative_to(run_dir)),
     }
+    depth = os.path.relpath(run_dir, paths.model)
+    if depth != os.path.join("..", ".."):  # read_lineage's default: <run>/<stage>/model
+        lineage["run_dir"] = depth
     tmp = paths.model.with_name("model.partial")
     if tmp.exists():
         shutil.rmtree(tmp)
