@@ -300,8 +300,11 @@ def _status_table(run_dir: Path) -> None:
         control_v = f"{control['mean']:.1%}" if control.get("mean") is not None else "-"
         threshold = "safety gate" if spec.kind == "constitutional" else f"{spec.threshold:.0%}"
         total = st.timings.get("total_s")
+        attempt = str(st.attempt)
+        if m.get("selected_attempt") is not None:
+            attempt += f" (kept {m['selected_attempt']})"
         table.add_row(
-            spec.name, spec.kind, f"[{colours.get(st.state, 'white')}]{st.state}[/]", str(st.attempt), kept,
+            spec.name, spec.kind, f"[{colours.get(st.state, 'white')}]{st.state}[/]", attempt, kept,
             value, threshold, base_v, control_v, f"{total / 60:.1f} min" if total else "-",
         )
     console.print(table)

@@ -216,9 +216,17 @@ def _attempt_no(path: Path) -> int:
     return int(m.group(1)) if m else -1
 
 
-def _load_train_log(stage_dir: Path, problems: list[str]) -> tuple[list[dict], str]:
-    """Rows of the latest attempt's ``train_log.jsonl`` (``train/attempt-<k>/`` or ``train/``)."""
+def _attempt_file_no(path: Path) -> int:
+    m = re.search(r"-a(\d+)\.jsonl$", path.name)
+    return int(m.group(1)) if m else -1
+
+
+def _load_train_log(stage_dir: Path, problems: list[str], selected: int | None = None) -> tuple[list[dict], str]:
+    """Rows of the installed attempt's ``train_log.jsonl`` (``train/attempt-<k>/`` or ``train/``):
+    the ``selected`` one when the runner kept an earlier attempt, else the latest."""
     logs = sorted((stage_dir / "train").rglob("train_log.jsonl"), key=lambda p: (_attempt_no(p), str(p)))
+    if selected is not None:
+        logs = [p for p in logs if _attempt_no(p) == selected] or logs
     if not logs:
         return [], ""
     path = logs[-1]
@@ -269,14 +277,16 @@ def _load_data(
     return samples, dropped, data
 
 
-def _load_heldout_rows(stage_dir: Path, stage: str, problems: list[str]) -> tuple[list[dict], str]:
-    """Up to N held-out rows of the stage model, failures and passes both shown."""
+def _load_heldout_rows(stage_dir: Path, stage: str, problems: list[str], attempt: int | None = None) -> tuple[list[dict], str]:
+    """Up to N held-out rows of the stage model (of its installed ``attempt``), failures and
+    passes both shown."""
     eval_dir = stage_dir / "eval"
-    preferred = eval_dir / f"heldout-{stage}.jsonl"
-    path = preferred if preferred.exists() else None
+    candidates = [eval_dir / f"heldout-{stage}-a{attempt}.jsonl"] if attempt is not None else []
+    candidates.append(eval_dir / f"heldout-{stage}.jsonl")
+    path = next((p for p in candidates if p.exists()), None)
     if path is None:
-        others = sorted(p for p in eval_dir.glob("heldout-*.jsonl") if p.name not in ("heldout-base.jsonl",))
-        path = others[0] if others else (eval_dir / "heldout-base.jsonl")
+        others = sorted(eval_dir.glob(f"heldout-{stage}-a*.jsonl"), key=_attempt_file_no)
+        path = others[-1] if others else (eval_dir / "heldout-base.jsonl")
     if not path.exists():
         return [], ""
     passed: list[dict] = []
@@ -328,11 +338,15 @@ def load_stage(run_dir: Path, spec: dict) -> StageData:
         data=_load_data_yield(m.get("data")),
         problems=problems,
     )
-    stage.train_log, stage.train_log_source = _load_train_log(stage_dir, problems)
+    selected = _num(m.get("selected_attempt"))
+    stage.train_log, stage.train_log_source = _load_train_log(
+        stage_dir, problems, int(selected) if selected is not None else None
+    )
     stage.kept_samples, stage.dropped_samples, counted = _load_data(stage_dir, stage.data is None, problems)
     if stage.data is None:
         stage.data = counted
-    stage.heldout_samples, stage.heldout_samples_model = _load_heldout_rows(stage_dir, name, problems)
+    installed = int(selected) if selected is not None else (stage.attempts - 1 if stage.attempts else None)
+    stage.heldout_samples, stage.heldout_samples_model = _load_heldout_rows(stage_dir, name, problems, installed)
     return stage
 
 

@@ -505,7 +505,7 @@ PLOTS: list[tuple[str, str, str, Callable[[RunData], Figure | None], str]] = [
     (
         "training",
         "Training curves",
-        "Loss per optimizer step of each stage's last training attempt; DPO reward margin = chosen minus rejected "
+        "Loss per optimizer step of the training attempt each stage installed (the best one when retries all failed); DPO reward margin = chosen minus rejected "
         "implicit reward.",
         plot_training,
         "No training logs found (not run).",
