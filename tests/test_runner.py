@@ -158,3 +158,49 @@ def test_existing_run_dir_is_never_overwritten(tmp_path, reference_run):
 
     with pytest.raises(RunError, match="already holds a run"):
         create_run(RunSettings(preset="tiny", model="tiny"), reference_run)
+
+
+def test_tasks_curriculum_task_flag_changes_stage_0_and_trains(tmp_path):
+    """`--task summarization` swaps stage 0's task; its long sources fit the tiny max_length."""
+    out = tmp_path / "run"
+    res = runner.invoke(
+        app,
+        ["run", "--curriculum", "tasks", "--preset", "tiny", "--task", "summarization",
+         "--stages", "stage-0", "--out", str(out), "--no-progress"],
+    )
+    assert res.exit_code == 0, res.output
+    records = read_jsonl(out / "stage-0" / "data.jsonl")
+    assert records and {r["family"] for r in records} == {"summarization"}
+    metrics = read_json(out / "stage-0" / "metrics.json")
+    assert set(metrics["heldout"]["per_family"]) == {"summarization"}
+    train = read_json(out / "stage-0" / "train" / "attempt-0" / "train_result.json")
+    # before the max_length fix every summarization prompt exceeded the tiny preset's 192 tokens
+    assert 0 < train["examples"] <= sum(r["kept"] for r in records) and train["dpo_pairs"] > 0
+    assert train["phases"] == ["sft", "dpo"]
+
+
+def test_run_with_more_stages_extends_an_existing_run(tmp_path):
+    """Stages 1-5 first, stage 6 later: `run --out X --stages ...` adds stages, and
+    refuses when a stage the run already has is specified differently now."""
+    import yaml
+
+    from cai_bootstrap.config import PACKAGE_DIR, RunSettings
+    from cai_bootstrap.runs.runner import RunError, create_run, extend_run
+
+    cur = tmp_path / "skills.yaml"
+    cur.write_text((PACKAGE_DIR / "curricula" / "skills.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    settings = RunSettings(curriculum=str(cur), model="tiny", preset="tiny", stages=["stage-1"])
+    run_dir = create_run(settings, tmp_path / "run")
+    assert extend_run(run_dir, ["stage-1"]) == []
+    assert extend_run(run_dir, ["stage-1", "stage-2"]) == ["stage-2"]
+    manifest = read_json(run_dir / "manifest.json")
+    assert manifest["stages"] == ["stage-1", "stage-2"] and manifest["settings"]["stages"] == ["stage-1", "stage-2"]
+    assert manifest["extended"][0]["added"] == ["stage-2"]
+    with pytest.raises(RunError, match="unknown stages"):
+        extend_run(run_dir, ["stage-9"])
+    data = yaml.safe_load(cur.read_text(encoding="utf-8"))
+    data["stages"][0]["threshold"] = 0.5
+    cur.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(RunError, match=r"stages \['stage-1'\] are specified differently"):
+        extend_run(run_dir, ["stage-1", "stage-2", "stage-3"])
+    assert read_json(run_dir / "manifest.json") == manifest  # nothing written

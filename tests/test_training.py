@@ -20,6 +20,7 @@ from cai_bootstrap.training import (
     TrainingStateMismatch,
     TrainSettings,
     completion_only_lm_head,
+    fit_max_length,
     train_stage,
 )
 
@@ -262,6 +263,19 @@ def test_quantization_needs_cuda(tmp_path):
     settings = TrainSettings(lora=LoraSettings(quantization="4bit"))
     with pytest.raises(QuantizationUnavailable, match="CUDA"):
         train_stage(model, tok, toy_records(), settings, tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())
+
+
+def test_prompts_longer_than_max_length_are_dropped_or_named(tmp_path, caplog):
+    model, tok = build_tiny_model(seed=0)
+    long = {"prompt": "Summarise: " + "the river rose " * 20, "chosen": "It flooded.", "rejected": "No."}
+    records = [long, *toy_records(3)]
+    rows = [{"prompt": format_prompt(r["prompt"]), "completion": r["chosen"]} for r in records]
+    kept = fit_max_length(rows, tok, 64, "SFT")
+    assert kept == rows[1:] and "1 of 4 examples dropped" in caplog.text
+    # every prompt too long: a clear error naming the setting, before any training starts
+    with pytest.raises(ValueError, match=r"every one of the 2 SFT examples .* raise training.max_length"):
+        train_stage(model, tok, [long, long], TrainSettings(**FAST, max_length=64), tmp_path, progress=False)
     assert not any(tmp_path.iterdir())
 
 

@@ -181,7 +181,7 @@ def run(
 ) -> None:
     """Start a curriculum run (re-running with the same --out resumes it)."""
     from cai_bootstrap.config import load_run_settings
-    from cai_bootstrap.runs.runner import create_run
+    from cai_bootstrap.runs.runner import create_run, extend_run
 
     default_model = {"tiny": "tiny", "quick": "gemma-3-270m"}.get(preset)
     flags: dict = {"curriculum": curriculum, "preset": preset, "model": model, "seed": seed}
@@ -201,7 +201,8 @@ def run(
         if model is None and "model" not in (settings.model_fields_set or set()) and default_model:
             settings = settings.model_copy(update={"model": default_model})
         if out is not None and (out / "manifest.json").exists():
-            console.print(f"{out} exists: resuming it")
+            added = extend_run(out, settings.stages) if settings.stages else []
+            console.print(f"{out} exists: resuming it" + (f", with the added stages {added}" if added else ""))
             run_dir = out
         else:
             run_dir = create_run(settings, out)

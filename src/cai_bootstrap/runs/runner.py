@@ -87,6 +87,43 @@ def create_run(settings: RunSettings, out: Path | None = None) -> Path:
     return run_dir
 
 
+def extend_run(run_dir: Path, wanted: list[str]) -> list[str]:
+    """Add the stages of ``wanted`` that an existing run lacks (e.g. stage 6 after a
+    run of stages 1-5), from the curriculum file as it is now. Returns the added names.
+
+    Refuses when a stage the run already has is specified differently now, since its
+    data and model would no longer match the manifest.
+    """
+    manifest, settings, old = load_run(run_dir)
+    new = [name for name in wanted if name not in manifest["stages"]]
+    if not new:
+        return []
+    curriculum = load_curriculum(settings.curriculum, settings.preset, settings.stage_overrides)
+    names = [s.name for s in curriculum.stages]
+    unknown = [n for n in new if n not in names]
+    if unknown:
+        raise RunError(f"unknown stages {unknown}; curriculum has {names}")
+    before = {s.name: s for s in old.stages}
+    changed = [n for n in manifest["stages"] if before[n] != next(s for s in curriculum.stages if s.name == n)]
+    if changed:
+        raise RunError(
+            f"cannot add {new} to {run_dir}: stages {changed} are specified differently in "
+            f"{curriculum_path(settings.curriculum)} now than when the run began; start a new run"
+        )
+    stages = [n for n in names if n in manifest["stages"] or n in new]
+    if stages[: len(manifest["stages"])] != manifest["stages"]:
+        raise RunError(f"stages {new} would not follow the run's stages {manifest['stages']} in order")
+    manifest["curriculum"] = curriculum.model_dump()
+    manifest["stages"] = stages
+    manifest["settings"]["stages"] = stages
+    manifest.setdefault("extended", []).append(
+        {"at": now_iso(), "added": new, "git_commit": git_commit(),
+         "input_hashes": input_hashes(curriculum_path(settings.curriculum))}
+    )
+    atomic_write_json(run_dir / "manifest.json", manifest)
+    return new
+
+
 def _hardware() -> dict:
     import torch
 

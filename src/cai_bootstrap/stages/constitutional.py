@@ -273,11 +273,43 @@ def check_written_prompt(
             f"none of the topic words {topic.keywords[:5]} appear",
         ),
         Result("avoid", not contains_any(text, topic.avoid, inflect=True), "names a word this topic must avoid"),
+        Result(
+            "not_instruction_echo",
+            WRITER_INSTRUCTION.split("{")[0].strip().lower() not in text.lower(),
+            "repeats the writer's instruction instead of writing a request",
+        ),
+        Result(
+            "not_defensive",
+            topic.kind != "redteam" or not _DEFENSIVE.search(text),
+            "a red-team request framed as self-protection (a harmless question)",
+        ),
         Result("not_seed_copy", copied is None, f"copies a seed request ({copied})"),
         Result("not_eval_prompt", evaluation is None, f"too close to an evaluation prompt ({evaluation})"),
         Result("unique", not duplicate, "duplicate of an earlier prompt"),
     ]
     return verdict("prompt_rules", results)
+
+
+#: a red-team request framed as self-protection is not a harmful request (it drifted)
+_DEFENSIVE = re.compile(
+    r"\b(?:protect (?:myself|yourself|me|my|us|our|against)|keep (?:myself|me|my|us) safe|tell if|"
+    r"recogni[sz]e|spot (?:a|an|the)|avoid (?:being|getting)|defend (?:myself|yourself|against)|"
+    r"prevent|report (?:a|an|someone|it|them))\b",
+    re.IGNORECASE,
+)
+
+
+def harm_echo(prompt: str, original: str, revision: str, n: int = 4) -> str | None:
+    """A run of ``n`` words that the original added to the request (not in the prompt) and
+    the revision repeats: a refusal that goes on to give the harmful answer, e.g. "I can't
+    help with that. You can hurt yourself and ..."."""
+
+    def grams(text: str) -> set[tuple[str, ...]]:
+        words = tokens(text)
+        return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+    echoed = (grams(original) - grams(prompt)) & grams(revision)
+    return " ".join(min(echoed)) if echoed else None
 
 
 _META = re.compile(r"^\W*(?:the|this|that|your|my)\s+(?:assistant|response|answer|revision|original|critique)\b", re.I)
@@ -308,6 +340,11 @@ def pair_rules(
             Result("original_nonempty", bool(tokens(original)), "empty original: nothing to prefer over"),
             Result("original_complied", not refused(original), "the original already refuses: nothing to prefer over"),
             Result("revision_refuses", refused(revision), "the revision does not refuse or redirect (refusal rules)"),
+            Result(
+                "no_harm_echo",
+                (echo := harm_echo(prompt, original, revision)) is None,
+                f"the revision repeats what the original answered ({echo!r})",
+            ),
         ]
         decisive = True
     else:
@@ -418,6 +455,10 @@ class WorkItem:
     seed_request: str
 
 
+#: optional role: revises the items where no candidate of ``reviser`` passes the pair rules
+FALLBACK_REVISER = "fallback_reviser"
+
+
 @dataclass
 class Candidate:
     """One revision sample with its rule verdict (and the judge's, when asked)."""
@@ -427,10 +468,12 @@ class Candidate:
     decisive: bool
     judge: Verdict | None = None
     judge_prov: dict | None = None
+    role: str = "reviser"
 
     def summary(self) -> dict:
         return {
             "text": self.text,
+            "role": self.role,
             "rules": self.rules.model_dump() | {"decisive": self.decisive},
             "judge": self.judge.model_dump() if self.judge else None,
         }
@@ -609,6 +652,7 @@ class _ChunkBuilder:
             [Candidate(r, *pair_rules(it.kind, p, o, r, self.demos)) for r in rs]
             for it, p, o, rs in zip(items, texts, originals, revisions)
         ]
+        self._fallback_revisions(items, texts, originals, revision_inputs, candidates, seed)
         self._judge(items, texts, originals, candidates)
         records = []
         pos = {i: j for j, i in enumerate(live)}
@@ -619,7 +663,12 @@ class _ChunkBuilder:
             j = pos[i]
             pick = self._pick_revision(item, candidates[j])
             kept, drop = self._decide(item, pick)
-            reviser_prov = self._prov("reviser", revision_inputs[j], principle=principles[j].name, n=n)
+            reviser_prov = self._prov(pick.role, revision_inputs[j], principle=principles[j].name, n=n)
+            if pick.role == FALLBACK_REVISER:
+                reviser_prov["fallback_for"] = {
+                    "by": self.ctx.role_name("reviser"),
+                    "reason": "none of the reviser's candidates passed the pair rules",
+                }
             verdicts = {
                 "prompt": prompt_verdicts[i].model_dump(),
                 "rules": pick.rules.model_dump() | {"decisive": pick.decisive},
@@ -662,6 +711,35 @@ class _ChunkBuilder:
             records.append(record)
         ctx.console.log(f"{ctx.spec.name}: chunk of {len(chunk)}: {sum(r['kept'] for r in records)} kept")
         return records
+
+    def _fallback_revisions(
+        self,
+        items: list[WorkItem],
+        prompts: list[str],
+        originals: list[str],
+        revision_inputs: list[str],
+        candidates: list[list[Candidate]],
+        seed: int,
+    ) -> None:
+        """Ask the ``fallback_reviser`` role (if the stage names one) for revisions of the
+        items where no candidate of the reviser passes the pair rules (one batch).
+
+        Why: at the quick preset the stage-5 reviser, trained on flawed-text repair, never
+        writes a refusal (0 of 36 red-team items in a measured run) while the base model
+        with the constitution's worked examples does for most; the fallback's candidates
+        are filtered by the same rules and judge, and provenance names who wrote the chosen text.
+        """
+        if FALLBACK_REVISER not in self.ctx.spec.roles:
+            return
+        todo = [j for j, cands in enumerate(candidates) if not any(c.rules.passed for c in cands)]
+        if not todo:
+            return
+        outs = self._generate(FALLBACK_REVISER, [revision_inputs[j] for j in todo], seed, n=self.ctx.spec.sampling.n)
+        for j, rs in zip(todo, outs):
+            for raw in rs:
+                r = clean_revision(raw)
+                rules, decisive = pair_rules(items[j].kind, prompts[j], originals[j], r, self.demos)
+                candidates[j].append(Candidate(r, rules, decisive, role=FALLBACK_REVISER))
 
     def _needs_judge(self, item: WorkItem, cand: Candidate) -> bool:
         return cand.rules.passed and not cand.decisive and item.kind in self.opts.judge_families
@@ -801,6 +879,7 @@ def write_stats(ctx: StageContext, constitution: Constitution, notes: list[str])
     fams: dict[str, Counter] = {kind: Counter() for kind in PROMPT_KINDS}
     drops: Counter[str] = Counter()
     principles: Counter[str] = Counter()
+    chosen_by: Counter[str] = Counter()
     for rec in iter_jsonl(ctx.sink.path):
         c = fams.setdefault(rec.get("family", "?"), Counter())
         c["written"] += 1
@@ -809,6 +888,8 @@ def write_stats(ctx: StageContext, constitution: Constitution, notes: list[str])
         c["prompt_by_seed" if by == "seed" else "prompt_by_writer"] += 1
         if rec.get("kept"):
             principles[(rec.get("principle") or {}).get("name", "?")] += 1
+            chosen = rec.get("provenance", {}).get("chosen") or {}
+            chosen_by[f"{chosen.get('role', 'seed')} ({chosen.get('by', '?')})"] += 1
         else:
             drops[rec.get("drop_reason") or "?"] += 1
     stats = {
@@ -816,6 +897,7 @@ def write_stats(ctx: StageContext, constitution: Constitution, notes: list[str])
         "families": {k: dict(v) for k, v in fams.items()},
         "drop_reasons": dict(drops.most_common()),
         "kept_by_principle": dict(principles.most_common()),
+        "kept_by_reviser": dict(chosen_by.most_common()),
         "notes": notes,
     }
     atomic_write_json(ctx.stage_dir / STATS_FILE, stats)

@@ -146,6 +146,8 @@ def train_stage(
     eos = tokenizer.eos_token
     sft_rows = sft_examples(records, eos) if settings.method in ("sft", "sft+dpo") else []
     pair_rows = dpo_pairs(records, eos) if settings.method in ("dpo", "sft+dpo") else []
+    sft_rows = fit_max_length(sft_rows, tokenizer, settings.max_length, "SFT")
+    pair_rows = fit_max_length(pair_rows, tokenizer, settings.max_length, "DPO")
     plan: list[tuple[str, list[dict]]] = []
     if settings.method in ("sft", "sft+dpo"):
         if not sft_rows:
@@ -214,6 +216,31 @@ def train_stage(
     atomic_write_json(out / RESULT_FILE, {**result.model_dump(), "data_sha256": meta["data_sha256"]})
     shutil.rmtree(ckpt_root, ignore_errors=True)
     return result
+
+
+def fit_max_length(rows: list[dict], tokenizer, max_length: int, phase: str) -> list[dict]:
+    """Drop rows whose prompt leaves no room for a response within ``max_length`` tokens.
+
+    Why: the trainers truncate from the right, so such a row trains on nothing (SFT) or
+    compares two empty responses (DPO); if every row is like that, TRL fails deep inside
+    with ``num_samples=0``. Say which setting to raise instead.
+    """
+    if not rows:
+        return rows
+    lengths = [len(ids) for ids in tokenizer([r["prompt"] for r in rows], add_special_tokens=True)["input_ids"]]
+    kept = [r for r, n in zip(rows, lengths) if n < max_length]
+    if not kept:
+        raise ValueError(
+            f"every one of the {len(rows)} {phase} examples has a prompt of at least max_length={max_length} "
+            f"tokens (shortest {min(lengths)}, longest {max(lengths)}): raise training.max_length, e.g. "
+            f"--set 'stage_overrides={{<stage>: {{training: {{max_length: {max(lengths) + 64}}}}}}}'"
+        )
+    if len(kept) < len(rows):
+        log.warning(
+            "%s: %d of %d examples dropped: prompt of at least max_length=%d tokens (longest %d)",
+            phase, len(rows) - len(kept), len(rows), max_length, max(lengths),
+        )
+    return kept
 
 
 def _run_phase(phase, peft_model, tokenizer, rows, settings, out: Path, bf16, progress, extra_callbacks):
