@@ -99,10 +99,14 @@ def test_one_server_for_every_model_of_a_run(tmp_path):
 
     from cai_bootstrap.models.loading import load_base
 
-    base, _ = load_base("tiny")
-    torch.manual_seed(1)
-    adapter = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    adapter.save_pretrained(str(tmp_path / "adapter"))
+    def install_adapter(seed: int) -> None:
+        """A stage's (re)trained model: a random LoRA adapter under the same stage path."""
+        base, _ = load_base("tiny")
+        torch.manual_seed(seed)
+        adapter = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+        adapter.save_pretrained(str(tmp_path / "adapter"))
+
+    install_adapter(1)
     stage = tmp_path / "run" / "stage-1" / "model"
     stage.mkdir(parents=True)
     (stage / "lineage.json").write_text(json.dumps({"base": "tiny", "adapters": [str(tmp_path / "adapter")]}))
@@ -110,11 +114,19 @@ def test_one_server_for_every_model_of_a_run(tmp_path):
     served = TransformersEngine.from_ref("tiny", batch_size=BATCH)
     app = create_app(served, "tiny", loader=lambda ref: TransformersEngine.from_ref(ref, batch_size=BATCH))
     params = SamplingParams(max_new_tokens=8, temperature=1.0, n=2, seed=4)
+
+    def local_outputs(ref: str) -> list[list[str]]:
+        return TransformersEngine.from_ref(ref, batch_size=BATCH).generate(PROMPTS, params, progress=False)
+
     with serve_in_thread(app) as url:
         remote = OpenAIEngine(url, str(stage))
         got = remote.generate(PROMPTS, params, progress=False)
-    assert got == TransformersEngine.from_ref(str(stage), batch_size=BATCH).generate(PROMPTS, params, progress=False)
-    assert got != TransformersEngine.from_ref("tiny", batch_size=BATCH).generate(PROMPTS, params, progress=False)
+        assert got == local_outputs(str(stage)) and got != local_outputs("tiny")
+        # A retry retrains the stage under the same id: the server must not answer with the
+        # first attempt's weights (it did, in a quick run through `serve`: see docs/scaling.md).
+        install_adapter(2)
+        again = remote.generate(PROMPTS, params, progress=False)
+    assert again == local_outputs(str(stage)) and again != got
 
 
 def test_unknown_model_is_a_clear_error(server_url):

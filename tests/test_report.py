@@ -169,7 +169,7 @@ def build_run(root: Path, *, control: bool = True, safety: bool = True) -> Path:
                 "train_tokens": 51234,
                 "examples": 42,
                 "dpo_pairs": 0,
-                "final_loss": 0.4321,
+                "final_losses": {"sft": 0.4321},
             },
             "tokens": {"generated": 12345, "trained": 51234},
             "timings": {"generate_s": 40.0, "train_s": 200.0, "eval_s": 30.0, "total_s": 275.0},
@@ -219,7 +219,7 @@ def build_run(root: Path, *, control: bool = True, safety: bool = True) -> Path:
             )
         },
         "data": {"generated": 80, "kept": 50, "by_filter": {"verifier_failed": 20, "too_long": 10}},
-        "training": {"phases": ["sft"], "examples": 50, "dpo_pairs": 0, "final_loss": 0.7777},
+        "training": {"phases": ["sft"], "examples": 50, "dpo_pairs": 0, "final_losses": {"sft": 0.7777}},
         "tokens": {"generated": 23456, "trained": 60000},
         "timings": {"generate_s": 100.0, "train_s": 250.0, "eval_s": 50.0, "total_s": 400.0},
     }
@@ -248,7 +248,7 @@ def build_run(root: Path, *, control: bool = True, safety: bool = True) -> Path:
                 "stage-3-constitutional", {"implicit_format": (10, 7), "implicit_length": (10, 6)}
             ),
         },
-        "training": {"phases": ["sft", "dpo"], "examples": 30, "dpo_pairs": 28, "final_loss": 0.51},
+        "training": {"phases": ["sft", "dpo"], "examples": 30, "dpo_pairs": 28, "final_losses": {"sft": 1.2, "dpo": 0.51}},
         "tokens": {"generated": 34567, "trained": 45678},
         "timings": {"generate_s": 300.0, "train_s": 500.0, "eval_s": 100.0, "total_s": 900.0},
     }

@@ -56,6 +56,7 @@ def test_tiny_whole_curriculum_runs_with_provenance_and_status(tmp_path):
         metrics = read_json(out / name / "metrics.json")
         assert metrics["value"] < metrics["threshold"] and metrics["passed"] is False
         assert metrics["heldout"]["per_family"] and metrics["base_heldout"]["per_family"]
+        assert metrics["tokens"]["generated"] > 0 and metrics["tokens"]["trained"] > 0
         lineage = read_json(out / name / "model" / "lineage.json")
         assert lineage["base"] == "tiny" and lineage["adapters"][-1] == f"{name}/model/adapter"
     # Later stages' data was made by earlier stages' models, and rows say so.

@@ -49,6 +49,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cai_bootstrap.engines.base import SamplingParams
 from cai_bootstrap.engines.transformers_engine import TransformersEngine
+from cai_bootstrap.models.loading import model_fingerprint
 from cai_bootstrap.prompt_format import STOP_SEQUENCES, format_prompt
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,7 @@ def create_app(
     app = FastAPI(title="cai-bootstrap", description=f"OpenAI-compatible server for {model_name}")
     lock = threading.Lock()  # one request uses the models at a time
     engines: OrderedDict[str, TransformersEngine] = OrderedDict([(model_name, engine)])
+    fingerprints: dict[str, str | None] = {}  # of models loaded on request (see model_fingerprint)
     created = int(time.time())
 
     @app.exception_handler(ApiError)
@@ -192,9 +194,12 @@ def create_app(
         if req.stream:
             raise ApiError(400, "stream=true is not supported by this server", param="stream")
         name = req.model or model_name
-        if name in engines:
+        if name in engines and (name == model_name or fingerprints.get(name) == model_fingerprint(name)):
             engines.move_to_end(name)
             return name, engines[name]
+        if name in engines:  # a stage model retrained since it was loaded: load it again
+            log.info("model %s changed on disk: reloading", name)
+            engines.pop(name)
         if loader is None:
             raise ApiError(404, f"the model {name!r} does not exist; this server serves {model_name!r}",
                            "not_found_error", "model")
@@ -203,6 +208,7 @@ def create_app(
         except Exception as exc:  # noqa: BLE001 - reported to the client
             raise ApiError(404, f"the model {name!r} could not be loaded: {exc}", "not_found_error", "model") from exc
         engines[name] = loaded
+        fingerprints[name] = model_fingerprint(name)
         extra = [k for k in engines if k != model_name]
         while len(extra) > max_loaded:
             engines.pop(extra.pop(0))

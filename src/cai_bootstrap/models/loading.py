@@ -14,6 +14,7 @@ so later loads take seconds.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -166,6 +167,28 @@ def read_lineage(stage_model_dir: str | Path) -> dict:
     run_dir = path.parent / lineage.get("run_dir", "../..")
     lineage["adapters"] = [a if os.path.isabs(a) else str((run_dir / a).resolve()) for a in lineage["adapters"]]
     return lineage
+
+
+def model_fingerprint(ref: str) -> str | None:
+    """What identifies the weights a stage reference loads now: its lineage and the
+    size and mtime of every adapter file (None for other references, which do not change).
+
+    Why: a stage retrained after a failed gate keeps its reference (``runs/x:stage-1``);
+    a server that cached the model by name alone served the first attempt's weights.
+    """
+    try:
+        kind, location = resolve_model_ref(ref)
+    except ModelLoadError:
+        return None
+    if kind != "stage":
+        return None
+    lineage_path = Path(location) / LINEAGE_FILE
+    parts = [lineage_path.read_text(encoding="utf-8")]
+    for adapter in read_lineage(location)["adapters"]:
+        for f in sorted(Path(adapter).glob("*")):
+            st = f.stat()
+            parts.append(f"{f}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def merge_adapters(model: torch.nn.Module, adapter_dirs: list[str]) -> torch.nn.Module:

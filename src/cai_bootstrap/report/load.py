@@ -323,6 +323,8 @@ def load_stage(run_dir: Path, spec: dict) -> StageData:
     threshold = _num(m.get("threshold"))
     if threshold is None:
         threshold = _num(spec.get("threshold"))
+    if spec.get("safety_gate") or m.get("safety"):
+        threshold = None  # gated by "safety up, capability kept" (its own table), not a held-out share
     stage = StageData(
         name=name,
         kind=str(m.get("kind") or spec.get("kind") or ""),

@@ -171,9 +171,10 @@ def plot_families(run: RunData) -> Figure | None:
             rate = s.heldout.per_family[fam].rate
             if fam in base:
                 ax.bar(i - w / 2, base[fam].rate, w, color=BASE)
-            ok = s.threshold is None or rate >= s.threshold
             x = i + w / 2 if base else i
-            ax.bar(x, rate, w, color=PASS if ok else FAIL)
+            # no held-out threshold (the constitutional stage has its safety gate): neutral colour
+            color = MODEL if s.threshold is None else PASS if rate >= s.threshold else FAIL
+            ax.bar(x, rate, w, color=color)
             if len(fams) <= 6:  # more bars than that are too thin to label; the tables carry the numbers
                 _rate_label(ax, x, rate, size=7.5)
         if s.threshold is not None:
@@ -200,7 +201,9 @@ def plot_families(run: RunData) -> Figure | None:
         Patch(color=FAIL, label="family below threshold"),
         Line2D([], [], color=THRESHOLD, linestyle="--", label="stage threshold"),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=4)
+    if any(s.threshold is None for s in stages):
+        handles.append(Patch(color=MODEL, label="stage without a held-out threshold"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3))
     return fig
 
 

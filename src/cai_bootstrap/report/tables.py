@@ -117,7 +117,7 @@ def summary_table(run: RunData) -> Table:
             state_cell(s),
             num(s.attempts),
             success,
-            pct(s.threshold, 0),
+            pct(s.threshold, 0) if s.threshold is not None or not s.safety else "safety gate",
             pct(base),
             _delta(mean, base),
         ]
@@ -173,6 +173,14 @@ def yield_table(run: RunData) -> Table:
     return Table(["Stage", "Generated", "Kept", "Kept share", "Dropped by filter"], rows, {0, 4})
 
 
+def _final_loss(training: dict) -> float | None:
+    """Loss at the end of the last training phase (``final_losses`` is keyed by phase, in order)."""
+    losses = training.get("final_losses")
+    if isinstance(losses, dict) and losses:
+        return list(losses.values())[-1]
+    return training.get("final_loss")
+
+
 def cost_table(run: RunData) -> Table:
     rows: list[list[str | Cell]] = []
     for s in run.stages:
@@ -191,7 +199,7 @@ def cost_table(run: RunData) -> Table:
                 num(tok.get("trained")),
                 num(tr.get("examples")),
                 num(tr.get("dpo_pairs")),
-                num(tr.get("final_loss")),
+                num(_final_loss(tr)),
             ]
         )
     return Table(

@@ -33,6 +33,9 @@ class StageStatus(BaseModel):
     started: str | None = None
     finished: str | None = None
     timings: dict[str, float] = Field(default_factory=dict)
+    #: tokens the role models generated while building the data (all attempts; work of a
+    #: killed process before its last save is not counted)
+    generated_tokens: int = 0
     message: str = ""
 
 

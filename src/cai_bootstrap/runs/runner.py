@@ -228,7 +228,10 @@ def run_stage(
     console.rule(f"[bold]{spec.name}[/bold] ({spec.kind}) {spec.description}")
     while True:
         attempt = status.attempt
+        tokens_before = pool.generated_tokens()
         _timed(paths, status, "generating", "generate_s", lambda: _build_data(run_dir, spec, settings, pool, previous, attempt, paths, console))
+        status.generated_tokens += pool.generated_tokens() - tokens_before
+        paths.save_status(status)
         _timed(paths, status, "training", "train_s", lambda: _train(run_dir, spec, settings, previous, attempt, paths, console, progress))
         pool.drop(spec.name)  # a retrained model must be reloaded
         gate, metrics = _timed(
@@ -236,6 +239,7 @@ def run_stage(
             lambda: _evaluate(run_dir, stages, index, settings, pool, attempt, paths, progress),
         )
         metrics["timings"] = dict(status.timings)
+        metrics.setdefault("tokens", {})["generated"] = status.generated_tokens
         atomic_write_json(paths.metrics, metrics)
         atomic_write_json(paths.eval / f"metrics-a{attempt}.json", metrics)
         _write_samples(paths, spec, attempt)
