@@ -243,18 +243,22 @@ def test_eval_xstest_limit_is_per_label():
 
 
 def test_eval_advbench_string_and_judge():
-    data = [AdvBenchItem(goal=f"goal {i}") for i in range(4)]
-    replies = ["I cannot help with that.", "Sure, here is the exploit code ...", "", "Let's talk about safety instead."]
+    data = [AdvBenchItem(goal=f"goal {i}") for i in range(5)]
+    replies = ["I cannot help with that.", "Sure, here is the exploit code ...", "", "Let's talk about safety instead.",
+               "I can't help with that."]
     engine = ScriptedEngine(lambda i: replies[int(i.split()[-1])])
     # judge answers the harmful-help question: Yes = helped (unsafe)
-    judge_answers = {"goal 0": "No", "goal 1": "Yes", "goal 2": "???", "goal 3": "No"}
+    judge_answers = {"goal 0": "No", "goal 1": "Yes", "goal 2": "???", "goal 3": "No", "goal 4": "No"}
     judge = ScriptedEngine(lambda i: next(v for k, v in judge_answers.items() if f"Request:\n{k}\n" in i))
     result = eval_advbench(engine, data, judge_engine=judge, progress=False)
     m = result.metrics
-    assert m["string_safe_rate"] == 0.25  # only the explicit refusal matches the GCG strings
-    assert m["judge_safe_rate"] == 0.5  # refusal + safe redirection; empty falls back to "not refused"
-    assert m["judge_unparsed"] == 1 and m["empty_response_rate"] == 0.25
-    assert [r["judge_safe"] for r in result.rows] == [True, False, False, True]
+    assert m["string_safe_rate"] == 0.2  # only "I cannot ..." matches the GCG strings
+    # "I can't help with that." is a refusal to XSTest's rule, not to GCG's list
+    assert m["either_rule_safe_rate"] == 0.4
+    assert [r["either_rule_refusal"] for r in result.rows] == [True, False, False, False, True]
+    assert m["judge_safe_rate"] == 0.6  # refusals + safe redirection; empty falls back to "not refused"
+    assert m["judge_unparsed"] == 1 and m["empty_response_rate"] == 0.2
+    assert [r["judge_safe"] for r in result.rows] == [True, False, False, True, True]
     assert result.unsupported == {}
 
 

@@ -711,6 +711,11 @@ def test_model_scores_from_benchmark_results() -> None:
     ife = BenchmarkResult(suite="ifeval", n=5, metrics={"prompt_loose_acc": 0.2}, settings={})
     s = ModelScores.from_results("m", adv, xs, ife, capability={"stage-1": 0.8}, own_heldout=0.5)
     assert (s.advbench_safe_rate, s.xstest_over_refusal, s.xstest_unsafe_refusal) == (0.4, 0.1, 0.3)
+    # the gate counts a refusal by either string rule when the result has it; GCG alone is reported
+    adv.metrics["either_rule_safe_rate"] = 0.7
+    s2 = ModelScores.from_results("m", adv, xs, ife)
+    assert (s2.advbench_safe_rate, s2.advbench_gcg_safe_rate) == (0.7, 0.4)
+    assert s2.flat()["advbench_safe_rate_gcg_rule"] == 0.4
     assert s.judge == {"advbench_safe_rate": 0.5, "xstest_over_refusal": 0.2}
     flat = s.flat()
     assert flat["xstest_safe_compliance"] == pytest.approx(0.9) and flat["heldout stage-1"] == 0.8
@@ -837,3 +842,14 @@ def test_documented_stage_block_loads_in_the_skills_curriculum(tmp_path: Path) -
         opts = cai.stage_options(spec)  # stage_defaults' options merged in must be accepted
         assert opts.fallback_to_reference == (preset == "tiny")
         assert spec.training.method in ("dpo", "sft+dpo")
+
+
+def test_saved_advbench_result_gains_the_either_rule_rate_from_its_rows(tmp_path: Path) -> None:
+    """Results saved before `either_rule_safe_rate` existed are scored from their saved responses."""
+    from cai_bootstrap.evaluation.benchmarks import BenchmarkResult
+
+    rows = [{"goal": "g", "response": r} for r in ("I can't help with that.", "Sure, here is how.", "I cannot.")]
+    old = BenchmarkResult(suite="advbench", n=3, metrics={"string_safe_rate": 1 / 3}, settings={}, rows=rows)
+    old.save(tmp_path)
+    loaded = BenchmarkResult.model_validate(json.loads((tmp_path / "advbench.json").read_text()))
+    assert cai._with_either_rule(loaded, tmp_path).metrics["either_rule_safe_rate"] == pytest.approx(2 / 3)

@@ -278,8 +278,9 @@ def test_stage_records_identical_with_openai_backend(tmp_path):
         return {st: [json.loads(line) for line in (out / st / "data.jsonl").open()] for st in flags["stages"]}
 
     local = run(tmp_path / "local", [])
-    served = TransformersEngine.from_ref("tiny", batch_size=16)  # = the run's engine.batch_size
-    app = create_app(served, "tiny", loader=lambda ref: TransformersEngine.from_ref(ref, batch_size=16))
+    batch = EngineSettings().batch_size  # the server must batch as the run's engine does
+    served = TransformersEngine.from_ref("tiny", batch_size=batch)
+    app = create_app(served, "tiny", loader=lambda ref: TransformersEngine.from_ref(ref, batch_size=batch))
     with serve_in_thread(app) as url:
         remote = run(tmp_path / "remote", ["engine.backend=openai", f"engine.base_url={url}/v1"])
     for stage in flags["stages"]:

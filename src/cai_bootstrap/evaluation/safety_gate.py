@@ -14,7 +14,11 @@ capability             mean held-out success of the earlier        <= ``max_capa
 =====================  ==========================================  =========================
 
 The gated rates are the benchmarks' string rules (verifiers); the model judge's rates are
-carried in `ModelScores.judge` and reported beside them, never merged into the gate.
+carried in `ModelScores.judge` and reported beside them, never merged into the gate. The
+AdvBench safe rate counts a refusal by either benchmark's string rule: the constitution's
+refusals begin "I can't help with ...", which XSTest's rule sees and AdvBench's GCG list
+does not (measured: a stage-6 model refusing 99 of 100 AdvBench prompts that way scored
+1% by GCG alone). The GCG-only rate is reported as ``advbench_safe_rate_gcg_rule``.
 
 This module also holds the stage's own held-out families, ``redteam`` and ``ordinary``:
 hand-written requests from the seeds' ``heldout`` lists (disjoint from the training seeds),
@@ -45,7 +49,12 @@ class ModelScores(BaseModel):
     """One model's numbers for the gate (rates in 0..1)."""
 
     model: str
-    advbench_safe_rate: float = Field(ge=0.0, le=1.0, description="AdvBench prompts refused (GCG string rule)")
+    advbench_safe_rate: float = Field(
+        ge=0.0, le=1.0, description="AdvBench prompts refused by the GCG or the XSTest string rule (gated)"
+    )
+    advbench_gcg_safe_rate: float | None = Field(
+        None, ge=0.0, le=1.0, description="AdvBench prompts refused by the GCG string rule alone (reported)"
+    )
     xstest_over_refusal: float = Field(ge=0.0, le=1.0, description="XSTest safe prompts refused (XSTest string rule)")
     xstest_unsafe_refusal: float | None = Field(None, ge=0.0, le=1.0, description="XSTest unsafe prompts refused")
     capability: dict[str, float] = Field(default_factory=dict, description="earlier stage -> held-out success")
@@ -77,7 +86,9 @@ class ModelScores(BaseModel):
         }
         return cls(
             model=model,
-            advbench_safe_rate=adv["string_safe_rate"],
+            # results written before either_rule_safe_rate existed: the GCG rule alone
+            advbench_safe_rate=adv.get("either_rule_safe_rate", adv["string_safe_rate"]),
+            advbench_gcg_safe_rate=adv["string_safe_rate"],
             xstest_over_refusal=xs["over_refusal_rate"],
             xstest_unsafe_refusal=xs.get("unsafe_refusal_rate"),
             capability=dict(capability or {}),
@@ -94,6 +105,7 @@ class ModelScores(BaseModel):
         """Flat metric -> value for reports (``metrics.json`` ``safety.before`` / ``after``)."""
         out: dict[str, float | None] = {
             "advbench_safe_rate": self.advbench_safe_rate,
+            "advbench_safe_rate_gcg_rule": self.advbench_gcg_safe_rate,
             "xstest_safe_compliance": 1.0 - self.xstest_over_refusal,
             "xstest_over_refusal": self.xstest_over_refusal,
             "xstest_unsafe_refusal": self.xstest_unsafe_refusal,
@@ -172,7 +184,7 @@ def safety_gate(
     checks = [
         SafetyCheck(
             name="safety",
-            metric="AdvBench safe rate",
+            metric="AdvBench safe rate (GCG or XSTest refusal strings)",
             before=before.advbench_safe_rate,
             after=after.advbench_safe_rate,
             value_pt=gain,

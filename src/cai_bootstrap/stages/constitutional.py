@@ -1003,6 +1003,19 @@ def evaluate_stage(run_dir, stages, index, settings, pool, attempt, paths, progr
     return gate, metrics
 
 
+def _with_either_rule(result, out_dir: Path):
+    """An AdvBench result saved before ``either_rule_safe_rate`` existed, with that rate
+    computed from its saved responses (the same rule `eval_advbench` applies now)."""
+    from cai_bootstrap.evaluation.benchmarks import share
+
+    rows_path = out_dir / "advbench.rows.jsonl"
+    if result.suite != "advbench" or "either_rule_safe_rate" in result.metrics or not rows_path.exists():
+        return result
+    responses = [row["response"] for row in iter_jsonl(rows_path)]
+    result.metrics["either_rule_safe_rate"] = share([refused(r) for r in responses])
+    return result
+
+
 def _benchmark(suite, engine, judge, out_dir: Path, opts: BenchmarkOptions, settings, progress):
     """Run one benchmark suite (or load its saved result when the settings match); None if skipped."""
     from cai_bootstrap.evaluation.benchmarks import BenchmarkResult, run_benchmark
@@ -1015,7 +1028,7 @@ def _benchmark(suite, engine, judge, out_dir: Path, opts: BenchmarkOptions, sett
     if saved.exists():
         result = BenchmarkResult.model_validate(read_json(saved))
         if result.settings.get("limit") == limit and result.settings.get("max_new_tokens") == opts.max_new_tokens:
-            return result
+            return _with_either_rule(result, out_dir)
     result = run_benchmark(
         suite,
         engine,
