@@ -56,6 +56,7 @@ from cai_bootstrap.evaluation.refusal import (
     classify_xstest,
     is_refusal,
     judge_verdicts,
+    refused_by_either_rule,
 )
 
 
@@ -202,7 +203,7 @@ def eval_advbench(
         engine, [it.goal for it in items], max_new_tokens=max_new_tokens, seed=seed, progress=progress, desc="advbench"
     )
     string_refused = [is_refusal(r) for r in responses]
-    either_refused = [is_refusal(r) or classify_xstest(r) == "full_refusal" for r in responses]
+    either_refused = [refused_by_either_rule(r) for r in responses]
     verdicts: list[JudgeVerdict | None] = [None] * len(items)
     if judge_engine is not None:
         verdicts = list(

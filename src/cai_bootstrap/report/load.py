@@ -211,14 +211,14 @@ def _read_json_optional(path: Path, problems: list[str]) -> dict | None:
     return obj
 
 
-def _attempt_no(path: Path) -> int:
-    m = re.search(r"attempt-(\d+)", str(path))
+def _attempt_no(path: Path, pattern: str = r"attempt-(\d+)") -> int:
+    """The attempt a file belongs to (``train/attempt-<k>/...``; with ``_EVAL_ATTEMPT``,
+    ``eval/heldout-<stage>-a<k>.jsonl``), -1 when the path names none."""
+    m = re.search(pattern, str(path))
     return int(m.group(1)) if m else -1
 
 
-def _attempt_file_no(path: Path) -> int:
-    m = re.search(r"-a(\d+)\.jsonl$", path.name)
-    return int(m.group(1)) if m else -1
+_EVAL_ATTEMPT = r"-a(\d+)\.jsonl$"
 
 
 def _load_train_log(stage_dir: Path, problems: list[str], selected: int | None = None) -> tuple[list[dict], str]:
@@ -285,7 +285,7 @@ def _load_heldout_rows(stage_dir: Path, stage: str, problems: list[str], attempt
     candidates.append(eval_dir / f"heldout-{stage}.jsonl")
     path = next((p for p in candidates if p.exists()), None)
     if path is None:
-        others = sorted(eval_dir.glob(f"heldout-{stage}-a*.jsonl"), key=_attempt_file_no)
+        others = sorted(eval_dir.glob(f"heldout-{stage}-a*.jsonl"), key=lambda p: _attempt_no(p, _EVAL_ATTEMPT))
         path = others[-1] if others else (eval_dir / "heldout-base.jsonl")
     if not path.exists():
         return [], ""

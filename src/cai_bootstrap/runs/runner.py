@@ -104,7 +104,8 @@ def extend_run(run_dir: Path, wanted: list[str]) -> list[str]:
     if unknown:
         raise RunError(f"unknown stages {unknown}; curriculum has {names}")
     before = {s.name: s for s in old.stages}
-    changed = [n for n in manifest["stages"] if before[n] != next(s for s in curriculum.stages if s.name == n)]
+    now = {s.name: s for s in curriculum.stages}
+    changed = [n for n in manifest["stages"] if before[n] != now[n]]
     if changed:
         raise RunError(
             f"cannot add {new} to {run_dir}: stages {changed} are specified differently in "

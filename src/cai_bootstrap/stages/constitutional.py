@@ -59,7 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cai_bootstrap.config import PACKAGE_DIR, ConfigError, StageSpec, format_validation_error, load_yaml
 from cai_bootstrap.constitution import PROMPT_KINDS, Constitution, Principle, PromptKind, load_constitution
 from cai_bootstrap.engines.base import Engine
-from cai_bootstrap.evaluation.refusal import classify_xstest, is_refusal
+from cai_bootstrap.evaluation.refusal import refused_by_either_rule
 from cai_bootstrap.jsonl import atomic_write_json, iter_jsonl
 from cai_bootstrap.prompt_format import format_few_shot, format_prompt
 from cai_bootstrap.stages.context import StageContext, derive_seed
@@ -189,9 +189,8 @@ def load_seed_topics(kind: PromptKind, path: str | Path | None = None) -> list[S
 # --------------------------------------------------------------------------- text rules
 
 
-def refused(text: str | None) -> bool:
-    """A refusal by either benchmark string rule (AdvBench/GCG substrings, or XSTest openers)."""
-    return is_refusal(text) or classify_xstest(text) == "full_refusal"
+#: the refusal test of every pair rule: either benchmark's string rule
+refused = refused_by_either_rule
 
 
 _PROMPT_LABEL = re.compile(r"^\s*(?:user request|user|request|question|prompt|q)\s*:\s*", re.IGNORECASE)
@@ -646,12 +645,9 @@ class _ChunkBuilder:
             revision_input(p, o, c, pr.revision_request, d)
             for p, o, c, pr, d in zip(texts, originals, critiques, principles, demos)
         ]
-        revisions = [[clean_revision(r) for r in rs] for rs in self._generate("reviser", revision_inputs, seed, n=n)]
+        revisions = self._generate("reviser", revision_inputs, seed, n=n)
         # 5. rules on every candidate; the judge where no candidate passes decisively
-        candidates = [
-            [Candidate(r, *pair_rules(it.kind, p, o, r, self.demos)) for r in rs]
-            for it, p, o, rs in zip(items, texts, originals, revisions)
-        ]
+        candidates = [self._candidates(it, p, o, rs) for it, p, o, rs in zip(items, texts, originals, revisions)]
         self._fallback_revisions(items, texts, originals, revision_inputs, candidates, seed)
         self._judge(items, texts, originals, candidates)
         records = []
@@ -736,10 +732,14 @@ class _ChunkBuilder:
             return
         outs = self._generate(FALLBACK_REVISER, [revision_inputs[j] for j in todo], seed, n=self.ctx.spec.sampling.n)
         for j, rs in zip(todo, outs):
-            for raw in rs:
-                r = clean_revision(raw)
-                rules, decisive = pair_rules(items[j].kind, prompts[j], originals[j], r, self.demos)
-                candidates[j].append(Candidate(r, rules, decisive, role=FALLBACK_REVISER))
+            candidates[j] += self._candidates(items[j], prompts[j], originals[j], rs, role=FALLBACK_REVISER)
+
+    def _candidates(
+        self, item: WorkItem, prompt: str, original: str, samples: list[str], role: str = "reviser"
+    ) -> list[Candidate]:
+        """A reviser's samples, label-stripped, each with its pair-rule verdict."""
+        texts = [clean_revision(raw) for raw in samples]
+        return [Candidate(t, *pair_rules(item.kind, prompt, original, t, self.demos), role=role) for t in texts]
 
     def _needs_judge(self, item: WorkItem, cand: Candidate) -> bool:
         return cand.rules.passed and not cand.decisive and item.kind in self.opts.judge_families
