@@ -287,3 +287,41 @@ def test_settings_are_strict():
     with pytest.raises(ValidationError):
         LoraSettings(quantization="2bit")
     assert TrainSettings(lora={"r": 8}).lora.r == 8
+
+
+def test_random_cache_keys_skip_hashing_and_are_restored():
+    import datasets.fingerprint as fp
+    import trl.trainer.dpo_trainer as dpo_module
+    from datasets import Dataset
+
+    from cai_bootstrap.training.fingerprints import random_cache_keys
+
+    data = Dataset.from_list([{"text": "a"}, {"text": "b"}])
+
+    def upper(row):
+        return {"text": row["text"].upper()}
+
+    hashed = {data.map(upper)._fingerprint for _ in range(2)}
+    assert len(hashed) == 1  # datasets' own behaviour: the same transform hashes the same
+    original_hash = dpo_module.hash_module
+    with random_cache_keys():
+        keys = {data.map(upper)._fingerprint for _ in range(2)}
+        assert dpo_module.hash_module is not original_hash
+        assert dpo_module.hash_module(torch.nn.Linear(2, 2)) != dpo_module.hash_module(torch.nn.Linear(2, 2))
+    assert len(keys) == 2 and not keys & hashed
+    assert dpo_module.hash_module is original_hash and fp.update_fingerprint.__name__ == "update_fingerprint"
+    assert data.map(upper)._fingerprint in hashed
+
+
+def test_result_stored_before_a_new_default_setting_still_counts(tmp_path):
+    model, tok = build_tiny_model(seed=0)
+    settings = TrainSettings(**FAST)
+    first = train_stage(model, tok, toy_records(), settings, tmp_path, progress=False)
+    stored = json.loads((tmp_path / "train_result.json").read_text())
+    del stored["settings"]["fast_cpu_lm_head"]  # as written before the setting existed
+    (tmp_path / "train_result.json").write_text(json.dumps(stored))
+    again = train_stage(model, tok, toy_records(), settings, tmp_path, progress=False)
+    assert again.adapter_dir == first.adapter_dir and again.train_tokens == first.train_tokens
+    with pytest.raises(TrainingStateMismatch):  # not at its default: a real change
+        train_stage(model, tok, toy_records(), TrainSettings(**FAST, fast_cpu_lm_head=False), tmp_path,
+                    progress=False)

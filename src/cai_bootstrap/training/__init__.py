@@ -48,8 +48,11 @@ from transformers import PrinterCallback
 from cai_bootstrap.jsonl import atomic_write_json, read_json
 from cai_bootstrap.training.callbacks import RichProgressCallback, TrainLogCallback, phase_records, truncate_log
 from cai_bootstrap.training.dpo import dpo_pairs, make_dpo_trainer
+from cai_bootstrap.training.fingerprints import random_cache_keys
+from cai_bootstrap.training.lm_head import cpu_fast_lm_head
 from cai_bootstrap.training.lora import (
     apply_lora,
+    bf16_lora_inputs,
     check_quantization,
     count_trainable,
     load_adapter_weights,
@@ -259,7 +262,9 @@ def _run_phase(phase, peft_model, tokenizer, rows, settings, out: Path, bf16, pr
     make = make_sft_trainer if phase == "sft" else make_dpo_trainer
     try:
         # The LM-head switch also covers DPO's reference pass, which runs in the trainer's constructor.
-        with _quiet(not progress), completion_only_lm_head(settings.completion_only_lm_head):
+        with (_quiet(not progress), random_cache_keys(),
+              completion_only_lm_head(settings.completion_only_lm_head),
+              cpu_fast_lm_head(settings.fast_cpu_lm_head), bf16_lora_inputs(peft_model, bf16)):
             trainer = make(peft_model, tokenizer, rows, settings, common, [log_cb, bar, *(extra_callbacks or [])])
             trainer.remove_callback(PrinterCallback)  # logs go to train_log.jsonl and the progress bar
             trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -329,15 +334,29 @@ def _stored_result(out: Path, meta: dict) -> TrainResult | None:
     if not (path.exists() and (out / ADAPTER_DIR / "adapter_model.safetensors").exists()):
         return None
     stored = read_json(path)
-    if stored.get("settings") != meta["settings"] or stored.get("data_sha256") != meta["data_sha256"]:
+    if not _same_meta({"settings": stored.get("settings"), "data_sha256": stored.get("data_sha256")}, meta):
         raise TrainingStateMismatch(f"{out} already holds an adapter trained with other settings or records")
     stored.pop("data_sha256", None)
     return TrainResult(**stored)
 
 
+def _same_meta(stored: dict, meta: dict) -> bool:
+    """Same records and settings; a setting added since ``stored`` was written counts when it is not at its default.
+
+    Why: a run trained before a speed switch such as ``fast_cpu_lm_head`` existed must still resume.
+    """
+    settings = dict(meta["settings"])
+    old = stored.get("settings") or {}
+    for key in set(settings) - set(old):
+        field = TrainSettings.model_fields.get(key)
+        if field is not None and settings[key] == field.default:
+            del settings[key]
+    return old == settings and stored.get("data_sha256") == meta["data_sha256"]
+
+
 def _check_or_write_meta(path: Path, meta: dict) -> None:
     if path.exists():
-        if read_json(path) != meta:
+        if not _same_meta(read_json(path), meta):
             raise TrainingStateMismatch(
                 f"{path.parent} holds checkpoints of a run with other settings or records; "
                 "remove it to start over, or resume with the same settings"

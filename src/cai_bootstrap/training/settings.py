@@ -60,3 +60,6 @@ class TrainSettings(BaseModel):
     gradient_checkpointing: bool = False
     #: Project only completion positions through the LM head on CPU too (see training/lora.py).
     completion_only_lm_head: bool = True
+    #: On CPU, score tokens with `training.lm_head.TokenChunkedLogProbs` instead of TRL's
+    #: vocabulary-tiled kernel (same outputs; about 3x faster LM head on the 2-core machine).
+    fast_cpu_lm_head: bool = True
