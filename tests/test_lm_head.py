@@ -124,3 +124,35 @@ def test_context_swaps_trls_function_for_cpu_tensors_only():
     assert trl_utils._ChunkedLogProbFunction is original and lm_head._workspace is None
     with cpu_fast_lm_head(enabled=False):
         assert trl_utils._ChunkedLogProbFunction is original
+
+
+def test_log_probs_only_skips_the_metric_outputs_and_keeps_the_log_probs():
+    hidden, weight, _, targets = _inputs()
+    with torch.no_grad():
+        full = TokenChunkedLogProbs.apply(hidden, weight, None, targets, 1.0, 256, None, 1.0, OUTPUTS)
+        with lm_head.log_probs_only():
+            only = TokenChunkedLogProbs.apply(hidden, weight, None, targets, 1.0, 256, None, 1.0, OUTPUTS)
+    assert all(o is None for o in only[1:]) and all(o is not None for o in full[1:])
+    torch.testing.assert_close(only[0], full[0])
+    assert not lm_head._log_probs_only  # reset on exit
+
+
+def test_dpo_reference_pass_asks_for_log_probs_only_inside_the_context():
+    from trl import DPOTrainer
+
+    original = DPOTrainer.compute_ref_log_probs
+    seen = []
+
+    def spy(self, model, inputs):
+        seen.append(lm_head._log_probs_only)
+        return "ref"
+
+    DPOTrainer.compute_ref_log_probs = spy
+    try:
+        with cpu_fast_lm_head():
+            assert DPOTrainer.compute_ref_log_probs(object(), None, None) == "ref"
+        assert DPOTrainer.compute_ref_log_probs is spy  # restored on exit
+        spy(object(), None, None)  # outside the context: full outputs
+    finally:
+        DPOTrainer.compute_ref_log_probs = original
+    assert seen == [True, False]

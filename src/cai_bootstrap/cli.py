@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cai_bootstrap.engines.base import DEFAULT_BATCH_SIZE
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 err = Console(stderr=True)
@@ -84,7 +86,7 @@ def generate(
     top_p: float = typer.Option(1.0),
     seed: int = typer.Option(0),
     stop: list[str] = typer.Option([], "--stop", help="extra stop string (repeatable)"),
-    batch_size: int = typer.Option(64),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE),
     dtype: str = typer.Option("auto", help="auto | bf16 | fp32"),
     raw: bool = typer.Option(False, help="send prompts as-is instead of in the project's prompt format"),
     engine: str = typer.Option("transformers", help="transformers | openai | vllm"),
@@ -325,7 +327,7 @@ def eval_(
     seed: int = typer.Option(0),
     preset: str = typer.Option("quick", help="preset for held-out set sizes"),
     dtype: str = typer.Option("auto"),
-    batch_size: int = typer.Option(64),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE),
 ) -> None:
     """Evaluate any model on a benchmark or on a stage's held-out set."""
     from cai_bootstrap.jsonl import atomic_write_json
@@ -396,7 +398,7 @@ def report(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
 def bench(
     model: str = typer.Option("gemma-3-270m", "--model", "-m"),
     quick: bool = typer.Option(False, help="small sizes: finishes within about 5 minutes"),
-    gen_batch_size: int = typer.Option(64, help="generation batch size (the pipeline's default is 64)"),
+    gen_batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, help="generation batch size (the pipeline's default)"),
     new_tokens: int = typer.Option(32, help="tokens generated per prompt"),
     train_batch_size: int = typer.Option(8),
     train_seq_len: int = typer.Option(128, help="approximate tokens per training example"),
@@ -422,7 +424,7 @@ def serve(
     model: str = typer.Option("gemma-3-270m", "--model", "-m", help="registry name, path or runs/x:stage-k"),
     host: str = typer.Option("127.0.0.1", help="bind address (loopback by default)"),
     port: int = typer.Option(8000),
-    batch_size: int = typer.Option(64),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE),
     dtype: str = typer.Option("auto"),
     api_key: Optional[str] = typer.Option(None, help="require this bearer token"),
     any_model: bool = typer.Option(False, help="also serve other model refs named in requests (stage models)"),

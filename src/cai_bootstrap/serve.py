@@ -47,7 +47,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cai_bootstrap.engines.base import SamplingParams
+from cai_bootstrap.engines.base import DEFAULT_BATCH_SIZE, SamplingParams
 from cai_bootstrap.engines.transformers_engine import TransformersEngine
 from cai_bootstrap.models.loading import model_fingerprint
 from cai_bootstrap.prompt_format import STOP_SEQUENCES, format_prompt
@@ -348,7 +348,7 @@ def run_server(
     port: int = 8000,
     *,
     dtype: str | None = None,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     api_key: str | None = None,
     model_name: str | None = None,
     any_model: bool = False,

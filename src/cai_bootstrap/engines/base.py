@@ -6,6 +6,12 @@ from abc import ABC, abstractmethod
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: Sequences per decoding batch (a prompt's n samples count n). Measured on the 2-core
+#: CPU with Gemma 3 270M (2026-12-04): 128 gave 1.24x the tokens/s of 64 on few-shot
+#: prompts of 160 tokens, 1.09x on prompts of 1,000 tokens (peak RSS 4.8 GiB); 256
+#: added 10% on the short prompts and nothing on the long ones.
+DEFAULT_BATCH_SIZE = 128
+
 
 class SamplingParams(BaseModel):
     """How to sample. ``temperature == 0`` means greedy decoding."""

@@ -16,7 +16,7 @@ import time
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cai_bootstrap.engines.base import Engine, SamplingParams
+from cai_bootstrap.engines.base import DEFAULT_BATCH_SIZE, Engine, SamplingParams
 from cai_bootstrap.engines.decoding import decode_batch
 from cai_bootstrap.models.loading import LoadedModel, load_model
 from cai_bootstrap.prompt_format import STOP_SEQUENCES, clean_response
@@ -44,7 +44,7 @@ def make_progress(disable: bool = False) -> Progress:
 class TransformersEngine(Engine):
     name = "transformers"
 
-    def __init__(self, loaded: LoadedModel, batch_size: int = 64, max_prompt_tokens: int = 1536):
+    def __init__(self, loaded: LoadedModel, batch_size: int = DEFAULT_BATCH_SIZE, max_prompt_tokens: int = 1536):
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
@@ -54,7 +54,7 @@ class TransformersEngine(Engine):
         self.generated_tokens = 0
 
     @classmethod
-    def from_ref(cls, ref: str, dtype: str | None = None, batch_size: int = 64) -> TransformersEngine:
+    def from_ref(cls, ref: str, dtype: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> TransformersEngine:
         return cls(load_model(ref, dtype=dtype), batch_size=batch_size)
 
     def _encode(self, prompts: list[str]) -> dict:

@@ -22,7 +22,10 @@ Measured on the 2-core machine, 600 completion tokens of Gemma 3 270M: TRL's CPU
 path 1.3 s forward + 4-5 s backward, this 1.4 s + 0.8 s.
 
 `cpu_fast_lm_head` puts it in place of TRL's function for CPU tensors only, inside
-a ``with`` block (GPU tensors keep TRL's Triton path).
+a ``with`` block (GPU tensors keep TRL's Triton path). In the same block, DPO's
+reference pass (``DPOTrainer.compute_ref_log_probs``) asks for log-probabilities
+only: TRL requests entropy, mean logits and top-1 flags there too (the policy's
+metric outputs), reads none of them, and they were half of that pass's LM-head time.
 """
 
 from __future__ import annotations
@@ -62,6 +65,18 @@ class _Workspace:
 
 
 _workspace: _Workspace | None = None  # set inside `cpu_fast_lm_head`
+_log_probs_only = False  # set inside `log_probs_only`
+
+
+@contextlib.contextmanager
+def log_probs_only():
+    """Inside, `TokenChunkedLogProbs` computes log-probabilities and returns None for the optional outputs."""
+    global _log_probs_only
+    before, _log_probs_only = _log_probs_only, True
+    try:
+        yield
+    finally:
+        _log_probs_only = before
 
 
 def _saved_probs(rows, cols, dtype, device) -> tuple[torch.Tensor, bool]:
@@ -129,7 +144,7 @@ class TokenChunkedLogProbs(torch.autograd.Function):
                          else hidden.dtype)
         n_tokens, vocab = hidden.shape[0], weight.shape[0]
         transform = (logit_scale, final_logit_softcapping, 1.0 / temperature)
-        want = {name: name in outputs for name in _OPTIONAL}
+        want = {name: name in outputs and not _log_probs_only for name in _OPTIONAL}
         f32 = dict(device=device, dtype=torch.float32)
         logprobs = torch.empty(n_tokens, **f32)
         target_logit = torch.empty(n_tokens, **f32)
@@ -282,10 +297,35 @@ def cpu_fast_lm_head(enabled: bool = True):
     trl_utils._ChunkedLogProbFunction = _dispatching(original)
     _workspace = _Workspace()
     try:
-        yield
+        with _reference_pass_log_probs_only():
+            yield
     finally:
         trl_utils._ChunkedLogProbFunction = original
         _workspace = None
 
 
-__all__ = ["CHUNK_TOKENS", "SAVE_BUDGET_BYTES", "TokenChunkedLogProbs", "cpu_fast_lm_head"]
+@contextlib.contextmanager
+def _reference_pass_log_probs_only():
+    """DPO's reference pass reads ``.log_probs`` only: skip the metric outputs there."""
+    try:
+        from trl import DPOTrainer
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    original = DPOTrainer.__dict__.get("compute_ref_log_probs")
+    if original is None:  # pragma: no cover - a TRL without this hook
+        yield
+        return
+
+    def compute_ref_log_probs(self, *args, **kwargs):
+        with log_probs_only():
+            return original(self, *args, **kwargs)
+
+    DPOTrainer.compute_ref_log_probs = compute_ref_log_probs
+    try:
+        yield
+    finally:
+        DPOTrainer.compute_ref_log_probs = original
+
+
+__all__ = ["CHUNK_TOKENS", "SAVE_BUDGET_BYTES", "TokenChunkedLogProbs", "cpu_fast_lm_head", "log_probs_only"]
