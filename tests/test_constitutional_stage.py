@@ -457,6 +457,67 @@ class ScriptedRoles(Engine):
         return [0 if "Response A: A direct answer" in p else 1 for p in prompts]
 
 
+@pytest.mark.parametrize(
+    "prompt, answer, check",
+    [
+        ("How do I kill a Python process that hangs?", "Use the kill command with the process id, or press Ctrl+C.", None),
+        ("What should I pack for a beach day?", "Pack sunscreen, water, a towel and a hat for the beach.", None),
+        # near misses
+        ("How do I kill a Python process that hangs?", "I can't help with killing a process.", "not_evasive"),
+        ("What should I pack for a beach day?", "The response is helpful and kind.", "not_meta"),
+        ("What should I pack for a beach day?", "I like going to the cinema on Sundays.", "on_topic"),
+        ("What should I pack for a beach day?", "", "nonempty"),
+    ],
+)
+def test_helpful_answer_rules(prompt: str, answer: str, check: str | None) -> None:
+    v = cai.helpful_answer_rules(prompt, answer)
+    assert v.passed == (check is None) and (check is None or v.check == check), v
+
+
+def test_helpful_samples_take_unkept_ordinary_answers_that_pass_as_sft_only_records() -> None:
+    def rec(key, family, kept, original, prompt="What should I pack for a beach day?"):
+        return {"key": key, "family": family, "kept": kept, "prompt": prompt, "rejected": original,
+                "chosen": "revised", "provenance": {"rejected": {"by": "stage-2"}}}
+
+    good = "Pack sunscreen, water and a towel for the beach."
+    records = [
+        rec("a", "ordinary", False, good),
+        rec("b", "ordinary", True, good),  # its pair is kept: already trained on
+        rec("c", "redteam", False, good),
+        rec("d", "ordinary", False, "I'm sorry, but I can't help with that."),
+        rec("e", "ordinary", False, good.replace("Pack", "Bring")),
+        {"key": "f", "family": "ordinary", "kept": False, "prompt": "", "rejected": None},  # prompt dropped
+    ]
+    out = cai.helpful_samples(records, 5, seed=0)
+    assert sorted(r["helpful_sample_of"] for r in out) == ["a", "e"]
+    for r in out:
+        assert r["chosen"] in (good, good.replace("Pack", "Bring")) and "rejected" not in r
+        assert r["provenance"]["chosen"] == {"by": "stage-2"} and r["key"].endswith(":helpful")
+    assert len(cai.helpful_samples(records, 1, seed=0)) == 1 and cai.helpful_samples(records, 0, seed=0) == []
+    assert cai.helpful_samples(records, 1, seed=3) == cai.helpful_samples(records, 1, seed=3)
+
+
+def test_runner_adds_helpful_samples_only_when_asked_and_sft_is_trained(tmp_path: Path) -> None:
+    from cai_bootstrap.jsonl import write_jsonl
+    from cai_bootstrap.runs.layout import StagePaths
+    from cai_bootstrap.runs.runner import stage_helpful_samples
+
+    paths = StagePaths(tmp_path, "stage-6")
+    paths.data.parent.mkdir(parents=True)
+    write_jsonl(paths.data, [{"key": "k", "family": "ordinary", "kept": False,
+                              "prompt": "What should I pack for a beach day?",
+                              "rejected": "Pack sunscreen and water for the beach."}])
+
+    def spec(method, share):
+        return StageSpec.model_validate({"name": "stage-6", "kind": "constitutional", "families": ["redteam", "ordinary"],
+                                         "examples": 4, "heldout": 2, "training": {"method": method},
+                                         "options": {"helpful_samples": share}})
+
+    assert len(stage_helpful_samples(spec("sft+dpo", 1.0), paths, 4, seed=0)) == 1
+    assert stage_helpful_samples(spec("dpo", 1.0), paths, 4, seed=0) == []
+    assert stage_helpful_samples(spec("sft+dpo", 0.0), paths, 4, seed=0) == []
+
+
 def test_builder_keeps_good_pairs_and_records_who_wrote_what(tmp_path: Path) -> None:
     engines = {role: ScriptedRoles(role) for role in ROLES}
     records = run_build(tmp_path, engines.__getitem__, examples=6, chunk_size=4, options=SMALL_SEEDS)

@@ -267,7 +267,7 @@ def bench_table(result: dict):
     def fmt(v, pct=False):
         if v is None:
             return "-"
-        return f"{v:.0%}" if pct else f"{v:,.1f}"
+        return f"{v:.0%}" if pct else f"{v:,.1f}" if v >= 10 else f"{v:.3g}"  # pairs/s are below 1
 
     for f in result["figures"]:
         table.add_row(f"{f['name']} [{f['unit']}]", fmt(f["value"]), fmt(f["naive"]),

@@ -9,6 +9,8 @@ position ids from the attention mask, EOS, ``min_new_tokens``, HF's repetition
 penalty, per-row stop strings) and differs only in what it skips:
 
 - the prompt is prefilled once and its cache copied for the ``n`` samples;
+- the KV cache writes into buffers reserved for prompt + new tokens (`kv_cache.slot_cache`)
+  instead of growing by ``torch.cat`` at every step;
 - sampling looks at the top ``k`` logits only (bf16 ``topk``, softmax in fp32);
 - rows that finished leave the batch (their cache rows are dropped).
 
@@ -19,9 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 import torch
-from transformers import DynamicCache
-
 from cai_bootstrap.engines.base import SamplingParams
+from cai_bootstrap.engines.kv_cache import slot_cache
 
 #: Sampling candidates per step: top-p mass beyond the 64th token is dropped.
 MAX_K = 64
@@ -70,7 +71,7 @@ def decode_batch(
     n, device = settings.n, input_ids.device
     generator = torch.Generator(device=device).manual_seed(seed) if settings.temperature > 0 else None
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache(config=model.config)
+    cache = slot_cache(model.config, capacity=input_ids.shape[1] + settings.max_new_tokens)
     logits = model(
         input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
         past_key_values=cache, use_cache=True, logits_to_keep=1,

@@ -398,6 +398,16 @@ def replay_records(run_dir: Path, spec: StageSpec, n_own: int, seed: int) -> lis
     return out
 
 
+def stage_helpful_samples(spec: StageSpec, paths: StagePaths, n_own: int, seed: int) -> list[dict]:
+    """A constitutional stage's SFT-only helpful samples (`constitutional.helpful_samples`), if asked for."""
+    if spec.kind != "constitutional" or spec.training.method == "dpo":
+        return []
+    from cai_bootstrap.stages.constitutional import helpful_samples, stage_options
+
+    share = stage_options(spec).helpful_samples
+    return helpful_samples(list(iter_jsonl(paths.data)), int(round(share * n_own)), seed) if share > 0 else []
+
+
 def _train(run_dir, spec, settings, previous, attempt, paths, console, progress) -> None:
     adapter = paths.train(attempt) / "adapter"
     if not (adapter / "adapter_config.json").exists():
@@ -410,9 +420,12 @@ def _train(run_dir, spec, settings, previous, attempt, paths, console, progress)
                 f"{spec.name}: no training records survived the filters ({reasons}); see {paths.data}"
             )
         replay = replay_records(run_dir, spec, len(records), settings.seed)
-        records = records + replay
+        helpful = stage_helpful_samples(spec, paths, len(records), settings.seed)
+        records = records + replay + helpful
         console.print(f"{spec.name}: training {spec.training.method} on {len(records)} records "
-                      f"({len(replay)} replayed from earlier stages) from {previous or settings.model}")
+                      f"({len(replay)} replayed from earlier stages"
+                      + (f", {len(helpful)} helpful samples" if helpful else "")
+                      + f") from {previous or settings.model}")
         train_adapter(run_dir, spec, settings, previous, attempt, records, paths, progress)
     install_model(run_dir, settings, previous, spec.name, adapter, paths)
 

@@ -32,7 +32,9 @@ Process, per chunk of planned work items (resumable through ``ctx.chunks``):
    the revision in both presentation orders (`judge_pairs`, via `Engine.choose`); a family
    may fill at most ``max_family_share`` of the examples wanted;
 6. kept pairs train the next model with DPO (``training.method: dpo``), or SFT on the
-   revisions first (``sft+dpo``, as SL-CAI then RL-CAI).
+   revisions first (``sft+dpo``, as SL-CAI then RL-CAI); with ``helpful_samples`` the SFT
+   phase also sees the answerer's own answers to ordinary prompts (`helpful_samples`), as
+   SL-CAI mixes helpful samples into its finetuning set.
 
 `evaluate_stage` is this stage's evaluation: safety benchmarks, earlier stages' held-out
 sets and this stage's own held-out set for the previous and the new model, and the gate
@@ -129,6 +131,12 @@ class ConstitutionalOptions(BaseModel):
         False,
         description="keep a red-team pair that failed the filters with `REFERENCE_REFUSAL` as chosen "
         "(provenance by: seed). Only for the tiny preset, whose random models never pass a filter.",
+    )
+    helpful_samples: float = Field(
+        0.0,
+        ge=0.0,
+        description="SFT-only records per kept record: ordinary prompts of this stage with the answerer's own "
+        "answer, where it passes `helpful_answer_rules` (only read by the sft and sft+dpo methods)",
     )
     redteam_seeds: str | None = None
     ordinary_seeds: str | None = None
@@ -355,6 +363,49 @@ def pair_rules(
         ]
         decisive = refused(original)
     return verdict(f"pair_rules:{kind}", results), decisive
+
+
+def helpful_answer_rules(prompt: str, answer: str) -> Verdict:
+    """Is the answerer's response to a harmless request a usable helpful sample?"""
+    return verdict("helpful_answer", [
+        Result("nonempty", bool(tokens(answer)), "empty answer"),
+        check_leak(answer),
+        check_repetition(answer),
+        Result("not_meta", not _META.match(answer), "the answer talks about a response instead of being one"),
+        Result("not_evasive", not refused(answer), "the answer refuses a harmless request"),
+        Result("on_topic", bool(content_words(prompt) & content_words(answer)), "the answer shares no topic word"),
+    ])
+
+
+def helpful_samples(records: list[dict], n: int, seed: int) -> list[dict]:
+    """Up to ``n`` SFT-only records (no ``rejected``, so DPO skips them): the stage's ordinary
+    prompts whose pair was not kept, with the answerer's original answer as the target,
+    where that answer passes `helpful_answer_rules`; seeded order, marked ``helpful_sample_of``.
+
+    Why: SL-CAI finetunes on the revisions *and* on helpful samples for harmless prompts so
+    that the model keeps answering them (Bai et al. 2022, section 3). Measured at the quick
+    preset: SFT on the kept pairs, which are all refusals, made the model refuse about half of
+    XSTest's safe prompts, and 94% once templated stage 1-5 records were replayed beside them.
+    """
+    if n <= 0:
+        return []
+    pool = [
+        r for r in records
+        if r.get("family") == "ordinary" and not r.get("kept") and r.get("prompt") and r.get("rejected")
+        and helpful_answer_rules(r["prompt"], r["rejected"]).passed
+    ]
+    random.Random(f"{seed}:helpful_samples").shuffle(pool)
+    return [
+        {
+            "key": f"{r['key']}:helpful",
+            "prompt": r["prompt"],
+            "chosen": r["rejected"],
+            "family": "ordinary",
+            "helpful_sample_of": r["key"],
+            "provenance": {"chosen": (r.get("provenance") or {}).get("rejected")},
+        }
+        for r in pool[:n]
+    ]
 
 
 # --------------------------------------------------------------------------- prompts
