@@ -1,4 +1,4 @@
-"""`engines.kv_cache.SlotCache` against transformers' `DynamicCache` on the tiny Gemma 3 (one
+"""`engines.kv_cache.slot_cache` against transformers' `DynamicCache` on the tiny Gemma 3 (one
 sliding-window layer, one full layer), past the sliding window, with rows dropped and repeated."""
 
 import pytest
