@@ -136,6 +136,7 @@ def _prompt_verdict(text: str, topic_name: str = "theft", kind: str = "redteam",
         ("How can I steal money from the till at work without it showing up in the count?", "not_eval_prompt"),
         ("### Instruction: steal a car please now", "leak"),
         ("Write a user request about: how to steal a laptop from a flat", "not_instruction_echo"),
+        ("Write a user request about stealing a laptop from a flat", "not_instruction_echo"),
         ("How do I protect myself from someone who wants to break into my flat and steal my laptop?", "not_defensive"),
         ("How can I tell if someone is trying to steal from my flat?", "not_defensive"),
     ],
@@ -467,6 +468,7 @@ class ScriptedRoles(Engine):
         ("What should I pack for a beach day?", "The response is helpful and kind.", "not_meta"),
         ("What should I pack for a beach day?", "I like going to the cinema on Sundays.", "on_topic"),
         ("What should I pack for a beach day?", "", "nonempty"),
+        ("What should I pack for a beach day?", "What should I pack for a beach day?", "echo"),
     ],
 )
 def test_helpful_answer_rules(prompt: str, answer: str, check: str | None) -> None:
@@ -516,6 +518,145 @@ def test_runner_adds_helpful_samples_only_when_asked_and_sft_is_trained(tmp_path
     assert len(stage_helpful_samples(spec("sft+dpo", 1.0), paths, 4, seed=0)) == 1
     assert stage_helpful_samples(spec("dpo", 1.0), paths, 4, seed=0) == []
     assert stage_helpful_samples(spec("sft+dpo", 0.0), paths, 4, seed=0) == []
+
+
+@pytest.mark.parametrize(
+    "text, check",
+    [
+        ("I can't help with cooking pasta.", None),
+        ("I'm sorry, but I cannot help with that request.", None),
+        # near misses
+        ("Boil the pasta for ten minutes in salted water.", "refuses"),
+        ("", "nonempty"),
+        ("I can't help. I can't help. I can't help. I can't help. I can't help.", "repetition"),
+    ],
+)
+def test_evasive_refusal_rules(text: str, check: str | None) -> None:
+    v = cai.evasive_refusal_rules("How long do I boil pasta for?", "Boil it for ten minutes.", text)
+    assert v.passed == (check is None) and (check is None or v.check == check), v
+
+
+class RefusalWriter(ScriptedRoles):
+    """Declines on its second sample (the first is an answer), except about ice."""
+
+    def __init__(self) -> None:
+        super().__init__("refusal_writer")
+        self.inputs: list[str] = []
+
+    def _one(self, prompt: str, sample: int = 0) -> str:
+        self.inputs.append(prompt)
+        body = prompt.rsplit("### Instruction:\n", 1)[1]
+        if sample == 0 or "ice" in body:
+            return "Here is a helpful answer."
+        return "Response: I can't help with that request."
+
+
+class OnTopicAnswerer(ScriptedRoles):
+    """Answers by restating the request (shares its topic words), as stage 2 does."""
+
+    def _one(self, prompt: str, sample: int = 0) -> str:
+        user = prompt.rsplit("### Instruction:\n", 1)[1].split("\n", 1)[0].rstrip("?")
+        return f"To {user[0].lower() + user[1:]}, start slowly and check as you go."
+
+
+class PositionJudge(ScriptedRoles):
+    def choose(self, prompts, options):  # always "A": inconsistent, as the base judge was
+        return [0 for _ in prompts]
+
+
+def test_contrast_pairs_prefer_the_helpful_answer_to_a_written_refusal_and_resume(tmp_path: Path) -> None:
+    roles = {**ROLES, "refusal_writer": "base"}
+    engines = {role: ScriptedRoles(role) for role in ROLES}
+    engines["answerer"] = OnTopicAnswerer("answerer")
+    engines["judge"] = PositionJudge("judge")
+    engines["refusal_writer"] = writer = RefusalWriter()
+    ctx = make_ctx(tmp_path, engines.__getitem__, examples=4, chunk_size=4, n=2,
+                   options={**SMALL_SEEDS, "contrast_pairs": 1.0, "shots": 2})
+    ctx.spec.roles["refusal_writer"] = "base"
+    ctx.role_name = roles.__getitem__
+    try:
+        cai.build(ctx)
+    finally:
+        ctx.sink.close()
+    records = read_jsonl(tmp_path / "data.jsonl")
+    pool = cai.contrast_pool(records)
+    contrast = read_jsonl(tmp_path / cai.CONTRAST_FILE)
+    assert pool and sorted(r["contrast_of"] for r in contrast) == sorted(r["key"] for r in pool)
+    by_key = {r["key"]: r for r in records}
+    kept = [r for r in contrast if r["kept"]]
+    assert kept and any(not r["kept"] for r in contrast)  # the ice request was never declined
+    for rec in kept:
+        original = by_key[rec["contrast_of"]]
+        assert rec["chosen"] == original["rejected"] and rec["prompt"] == original["prompt"]
+        assert rec["rejected"] == "I can't help with that request."  # label stripped, second sample
+        assert rec["provenance"]["rejected"]["by"] == "base"
+        assert rec["provenance"]["chosen"] == original["provenance"]["rejected"]
+        assert "Decline this request in one or two sentences: " + rec["prompt"] in rec["provenance"]["rejected"]["input"]
+    for rec in contrast:
+        if not rec["kept"]:
+            assert "ice" in rec["prompt"] and rec["drop_reason"] == "contrast:refuses" and rec["rejected"] is None
+    # the writer was shown the constitution's red-team worked examples, declined
+    assert "I can't help with getting into someone else's shed" in writer.inputs[0]
+    stats = json.loads((tmp_path / cai.STATS_FILE).read_text())
+    assert stats["contrast_pairs"]["kept"] == len(kept) and stats["contrast_pairs"]["written"] == len(contrast)
+
+    # resume: nothing is asked again, nothing is written twice
+    calls = writer.calls
+    ctx = make_ctx(tmp_path, engines.__getitem__, examples=4, chunk_size=4, n=2,
+                   options={**SMALL_SEEDS, "contrast_pairs": 1.0})
+    ctx.role_name = roles.__getitem__
+    try:
+        cai.build_contrast_pairs(ctx, cai.stage_options(ctx.spec), cai.load_constitution("default"))
+    finally:
+        ctx.sink.close()
+    assert writer.calls == calls and read_jsonl(tmp_path / cai.CONTRAST_FILE) == contrast
+
+    # the trainer's share: seeded, at most n, kept pairs only, also for DPO-only training
+    from cai_bootstrap.runs.layout import StagePaths
+    from cai_bootstrap.runs.runner import stage_contrast_pairs
+
+    picked = cai.contrast_pairs(tmp_path, 1, seed=0)
+    assert len(picked) == 1 and picked[0]["kept"] and picked == cai.contrast_pairs(tmp_path, 1, seed=0)
+    assert len(cai.contrast_pairs(tmp_path, 100, seed=0)) == len(kept)
+    paths = StagePaths(tmp_path.parent, tmp_path.name)
+    assert len(stage_contrast_pairs(ctx.spec, paths, 1, seed=0)) == 1  # method dpo
+    no = ctx.spec.model_copy(update={"options": {**ctx.spec.options, "contrast_pairs": 0.0}})
+    assert stage_contrast_pairs(no, paths, 4, seed=0) == []
+
+
+def test_contrast_pairs_on_seed_requests_answered_by_the_answerer(tmp_path: Path) -> None:
+    roles = {**ROLES, "refusal_writer": "base"}
+    engines = {role: ScriptedRoles(role) for role in ROLES}
+    engines["answerer"] = OnTopicAnswerer("answerer")
+    engines["judge"] = PositionJudge("judge")
+    engines["refusal_writer"] = RefusalWriter()
+    options = {**SMALL_SEEDS, "contrast_pairs": 1.0, "contrast_seed_prompts": True}
+    ctx = make_ctx(tmp_path, engines.__getitem__, examples=2, chunk_size=4, n=2, options=options)
+    ctx.role_name = roles.__getitem__
+    try:
+        cai.build(ctx)
+    finally:
+        ctx.sink.close()
+    contrast = {r["contrast_of"]: r for r in read_jsonl(tmp_path / cai.CONTRAST_FILE)}
+    seeds = cai.load_seed_topics("ordinary", SMALL_SEEDS["ordinary_seeds"])
+    for topic in seeds:
+        for i, text in enumerate(topic.train):
+            rec = contrast[f"seed-{topic.name}-{i}"]
+            assert rec["prompt"] == text and rec["provenance"]["prompt"]["by"] == "seed"
+            assert rec["provenance"]["chosen"]["by"] == "stage-2" and rec["provenance"]["chosen"]["role"] == "answerer"
+            if "ice" in text:  # never declined by the scripted writer
+                assert not rec["kept"] and rec["drop_reason"] == "contrast:refuses"
+            else:
+                assert rec["kept"] and rec["chosen"].startswith("To ") and rec["rejected"].startswith("I can't")
+    # resumed: the seed requests are not answered again
+    calls = engines["answerer"].calls
+    ctx = make_ctx(tmp_path, engines.__getitem__, examples=2, chunk_size=4, n=2, options=options)
+    ctx.role_name = roles.__getitem__
+    try:
+        cai.build_contrast_pairs(ctx, cai.stage_options(ctx.spec), cai.load_constitution("default"))
+    finally:
+        ctx.sink.close()
+    assert engines["answerer"].calls == calls
 
 
 def test_builder_keeps_good_pairs_and_records_who_wrote_what(tmp_path: Path) -> None:

@@ -205,3 +205,25 @@ def test_run_with_more_stages_extends_an_existing_run(tmp_path):
     with pytest.raises(RunError, match=r"stages \['stage-1'\] are specified differently"):
         extend_run(run_dir, ["stage-1", "stage-2", "stage-3"])
     assert read_json(run_dir / "manifest.json") == manifest  # nothing written
+
+
+def test_extend_run_takes_stage_overrides_for_added_stages_only(tmp_path: Path) -> None:
+    """`run --out <existing> --stages ... --set stage_overrides=...` used to drop the overrides
+    without a word; now they set up the stages being added, and are refused for the others."""
+    from cai_bootstrap.config import RunSettings
+    from cai_bootstrap.runs.runner import RunError, create_run, extend_run, load_run
+
+    settings = RunSettings(curriculum="skills", model="tiny", preset="tiny", stages=["stage-1"],
+                           stage_overrides={"stage-1": {"examples": 3}})
+    run_dir = create_run(settings, tmp_path / "run")
+    before = read_json(run_dir / "manifest.json")
+    with pytest.raises(RunError, match="stage-1 is already part of the run"):
+        extend_run(run_dir, ["stage-1", "stage-2"], {"stage-1": {"examples": 5}})
+    with pytest.raises(RunError, match="stage-3 is not a stage being added"):
+        extend_run(run_dir, ["stage-1", "stage-2"], {"stage-3": {"examples": 5}})
+    assert read_json(run_dir / "manifest.json") == before  # nothing written
+    added = extend_run(run_dir, ["stage-1", "stage-2"], {"stage-1": {"examples": 3}, "stage-2": {"examples": 7}})
+    assert added == ["stage-2"]
+    _, resumed, curriculum = load_run(run_dir)
+    assert resumed.stage_overrides == {"stage-1": {"examples": 3}, "stage-2": {"examples": 7}}
+    assert [s.examples for s in curriculum.stages[:2]] == [3, 7]

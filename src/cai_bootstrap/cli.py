@@ -203,7 +203,7 @@ def run(
         if model is None and "model" not in (settings.model_fields_set or set()) and default_model:
             settings = settings.model_copy(update={"model": default_model})
         if out is not None and (out / "manifest.json").exists():
-            added = extend_run(out, settings.stages) if settings.stages else []
+            added = extend_run(out, settings.stages or [], settings.stage_overrides)
             console.print(f"{out} exists: resuming it" + (f", with the added stages {added}" if added else ""))
             run_dir = out
         else:
@@ -328,6 +328,11 @@ def eval_(
     preset: str = typer.Option("quick", help="preset for held-out set sizes"),
     dtype: str = typer.Option("auto"),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE),
+    samples: int = typer.Option(
+        0, min=0, help="held-out sets: also sample K answers per case at --temperature and report pass@K "
+        "(a case passes if any sample does) and the share of passing samples",
+    ),
+    temperature: float = typer.Option(0.8, min=0.0, help="sampling temperature for --samples"),
 ) -> None:
     """Evaluate any model on a benchmark or on a stage's held-out set."""
     from cai_bootstrap.jsonl import atomic_write_json
@@ -335,7 +340,7 @@ def eval_(
     try:
         engine = _engine(model, dtype, batch_size)
         if ":" in suite:
-            result = _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, out)
+            result = _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, out, samples, temperature)
         else:
             from cai_bootstrap.evaluation.benchmarks import SUITES, run_benchmark
 
@@ -363,7 +368,7 @@ def eval_(
         fail(str(exc))
 
 
-def _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, out) -> dict:
+def _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, out, samples=0, temperature=0.8) -> dict:
     import tempfile
 
     from cai_bootstrap.config import load_curriculum
@@ -378,8 +383,20 @@ def _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, out
     rows = Path(tempfile.mkdtemp()) / "rows.jsonl" if out is None else Path(str(out) + ".rows.jsonl")
     score = evaluate_heldout(engine, model, instances, rows, max_new_tokens=max_new_tokens or spec.sampling.max_new_tokens)
     metrics = {"mean": score.mean} | {f"{f}": s.rate for f, s in score.per_family.items()}
-    return {"suite": suite, "n": len(instances), "metrics": metrics, "score": score.model_dump(),
-            "settings": {"model": model, "preset": preset, "seed": seed, "threshold": spec.threshold}}
+    result = {"suite": suite, "n": len(instances), "metrics": metrics, "score": score.model_dump(),
+              "settings": {"model": model, "preset": preset, "seed": seed, "threshold": spec.threshold}}
+    if samples:
+        from cai_bootstrap.evaluation.heldout import sample_heldout
+
+        sampled = sample_heldout(
+            engine, model, instances, k=samples, temperature=temperature, top_p=spec.sampling.top_p,
+            max_new_tokens=max_new_tokens or spec.sampling.max_new_tokens, seed=seed,
+        )
+        metrics[f"pass@{samples}"] = sampled.pass_at_k
+        metrics["sample_rate"] = sampled.sample_rate
+        metrics |= {f"{f} pass@{samples}": v["pass_at_k"] for f, v in sampled.per_family.items()}
+        result["sampled"] = sampled.model_dump()
+    return result
 
 
 @app.command()

@@ -80,3 +80,63 @@ def evaluate_heldout(
                 done[inst.id] = row
     wanted = {inst.id for inst in instances}
     return score_rows(model_name, [r for i, r in done.items() if i in wanted])
+
+
+class SampledScore(BaseModel):
+    """Held-out headroom: how many cases at least one of ``k`` samples passes (pass@k), and
+    the share of single samples that pass. Why: greedy held-out success says what the model
+    does; pass@k says what best-of-N data generation could still find in it, the ceiling
+    of a bootstrap that keeps only verified samples."""
+
+    model: str
+    k: int
+    temperature: float
+    pass_at_k: float
+    sample_rate: float
+    per_family: dict[str, dict[str, float]]
+
+
+def sample_heldout(
+    engine: Engine,
+    model_name: str,
+    instances: list[Instance],
+    *,
+    k: int,
+    temperature: float = 0.8,
+    top_p: float = 0.95,
+    max_new_tokens: int = 64,
+    seed: int = 0,
+    batch: int = 16,
+    progress: bool = True,
+) -> SampledScore:
+    """``k`` sampled answers per held-out case, each verified by its family (see `SampledScore`)."""
+    cases: dict[str, list[int]] = {}
+    singles: dict[str, list[int]] = {}
+    for start in range(0, len(instances), batch):
+        chunk = instances[start : start + batch]
+        params = SamplingParams(
+            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, n=k, seed=seed + start
+        )
+        outputs = engine.generate(
+            [format_prompt(inst.instruction) for inst in chunk], params, progress=progress, desc=f"pass@{k} {model_name}"
+        )
+        for inst, samples in zip(chunk, outputs):
+            passed = [get_family(inst.family).verify(inst, s).passed for s in samples]
+            cases.setdefault(inst.family, []).append(int(any(passed)))
+            singles.setdefault(inst.family, []).extend(int(p) for p in passed)
+
+    def rate(values: list[int]) -> float:
+        return sum(values) / len(values) if values else 0.0
+
+    every_case = [v for vs in cases.values() for v in vs]
+    every_sample = [v for vs in singles.values() for v in vs]
+    return SampledScore(
+        model=model_name,
+        k=k,
+        temperature=temperature,
+        pass_at_k=rate(every_case),
+        sample_rate=rate(every_sample),
+        per_family={
+            f: {"n": len(cases[f]), "pass_at_k": rate(cases[f]), "sample_rate": rate(singles[f])} for f in sorted(cases)
+        },
+    )

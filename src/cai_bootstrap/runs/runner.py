@@ -87,18 +87,31 @@ def create_run(settings: RunSettings, out: Path | None = None) -> Path:
     return run_dir
 
 
-def extend_run(run_dir: Path, wanted: list[str]) -> list[str]:
+def extend_run(run_dir: Path, wanted: list[str], stage_overrides: dict | None = None) -> list[str]:
     """Add the stages of ``wanted`` that an existing run lacks (e.g. stage 6 after a
     run of stages 1-5), from the curriculum file as it is now. Returns the added names.
 
-    Refuses when a stage the run already has is specified differently now, since its
-    data and model would no longer match the manifest.
+    ``stage_overrides`` (``--set stage_overrides=...`` on the resumed command) may set up
+    the stages being added; for a stage the run already has they must equal the run's own,
+    since its data and model would no longer match the manifest. Refuses, for the same
+    reason, when such a stage is specified differently in the curriculum file now.
     """
     manifest, settings, old = load_run(run_dir)
     new = [name for name in wanted if name not in manifest["stages"]]
+    overrides = dict(settings.stage_overrides)
+    for name, value in (stage_overrides or {}).items():
+        if overrides.get(name) == value:
+            continue
+        if name not in new:
+            where = "is already part of the run" if name in manifest["stages"] else "is not a stage being added"
+            raise RunError(
+                f"stage_overrides for {name!r}: {name} {where} ({run_dir} has {manifest['stages']}, adding "
+                f"{new or 'none'}); its settings are the run's ({overrides.get(name, {})}). Start a new run to change them"
+            )
+        overrides[name] = value
     if not new:
         return []
-    curriculum = load_curriculum(settings.curriculum, settings.preset, settings.stage_overrides)
+    curriculum = load_curriculum(settings.curriculum, settings.preset, overrides)
     names = [s.name for s in curriculum.stages]
     unknown = [n for n in new if n not in names]
     if unknown:
@@ -117,6 +130,7 @@ def extend_run(run_dir: Path, wanted: list[str]) -> list[str]:
     manifest["curriculum"] = curriculum.model_dump()
     manifest["stages"] = stages
     manifest["settings"]["stages"] = stages
+    manifest["settings"]["stage_overrides"] = overrides
     manifest.setdefault("extended", []).append(
         {"at": now_iso(), "added": new, "git_commit": git_commit(),
          "input_hashes": input_hashes(curriculum_path(settings.curriculum))}
@@ -408,6 +422,16 @@ def stage_helpful_samples(spec: StageSpec, paths: StagePaths, n_own: int, seed: 
     return helpful_samples(list(iter_jsonl(paths.data)), int(round(share * n_own)), seed) if share > 0 else []
 
 
+def stage_contrast_pairs(spec: StageSpec, paths: StagePaths, n_own: int, seed: int) -> list[dict]:
+    """A constitutional stage's contrast pairs (`constitutional.contrast_pairs`), if asked for."""
+    if spec.kind != "constitutional":
+        return []
+    from cai_bootstrap.stages.constitutional import contrast_pairs, stage_options
+
+    share = stage_options(spec).contrast_pairs
+    return contrast_pairs(paths.root, int(round(share * n_own)), seed) if share > 0 else []
+
+
 def _train(run_dir, spec, settings, previous, attempt, paths, console, progress) -> None:
     adapter = paths.train(attempt) / "adapter"
     if not (adapter / "adapter_config.json").exists():
@@ -421,10 +445,12 @@ def _train(run_dir, spec, settings, previous, attempt, paths, console, progress)
             )
         replay = replay_records(run_dir, spec, len(records), settings.seed)
         helpful = stage_helpful_samples(spec, paths, len(records), settings.seed)
-        records = records + replay + helpful
+        contrast = stage_contrast_pairs(spec, paths, len(records), settings.seed)
+        records = records + replay + helpful + contrast
         console.print(f"{spec.name}: training {spec.training.method} on {len(records)} records "
                       f"({len(replay)} replayed from earlier stages"
                       + (f", {len(helpful)} helpful samples" if helpful else "")
+                      + (f", {len(contrast)} contrast pairs" if contrast else "")
                       + f") from {previous or settings.model}")
         train_adapter(run_dir, spec, settings, previous, attempt, records, paths, progress)
     install_model(run_dir, settings, previous, spec.name, adapter, paths)

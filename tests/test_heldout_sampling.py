@@ -1,0 +1,58 @@
+"""pass@k on held-out sets: counting over real verifiers, and the `eval --samples` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from cai_bootstrap.cli import app
+from cai_bootstrap.engines.base import Engine, SamplingParams
+from cai_bootstrap.evaluation.heldout import heldout_instances, sample_heldout
+from cai_bootstrap.tasks import get_family
+
+
+class ReferenceOnSample(Engine):
+    """Answers each case with its family's reference output on the chosen sample indices only."""
+
+    def __init__(self, instances, right: dict[str, set[int]]):
+        self.by_prompt = {inst.instruction: inst for inst in instances}
+        self.right = right
+        self.params: list[SamplingParams] = []
+
+    def generate(self, prompts, params, *, progress=True, desc="generate"):
+        self.params.append(params)
+        out = []
+        for p in prompts:
+            inst = next(i for text, i in self.by_prompt.items() if text in p)
+            good = get_family(inst.family).reference_output(inst)
+            out.append([good if k in self.right.get(inst.family, set()) else "" for k in range(params.n)])
+        return out
+
+
+def test_pass_at_k_counts_cases_with_any_passing_sample_over_real_verifiers() -> None:
+    instances = heldout_instances(["answer_question", "opposite"], 4, seed=0)
+    # answer_question: right on sample 2 of 4 -> every case passes at k=4, a quarter of samples;
+    # opposite: never right.
+    engine = ReferenceOnSample(instances, {"answer_question": {2}})
+    score = sample_heldout(engine, "scripted", instances, k=4, temperature=0.7, batch=3, seed=5)
+    assert score.per_family["answer_question"] == {"n": 4, "pass_at_k": 1.0, "sample_rate": 0.25}
+    assert score.per_family["opposite"] == {"n": 4, "pass_at_k": 0.0, "sample_rate": 0.0}
+    assert score.pass_at_k == 0.5 and score.sample_rate == 0.125 and score.k == 4
+    assert all(p.n == 4 and p.temperature == 0.7 for p in engine.params)
+    assert len(engine.params) == 3  # batches of 3 over 8 cases, each with its own seed
+    assert len({p.seed for p in engine.params}) == 3
+
+
+def test_cli_eval_heldout_with_samples_reports_pass_at_k(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, [
+        "eval", "--model", "tiny", "--suite", "skills:stage-1", "--preset", "tiny", "--limit", "3",
+        "--samples", "2", "--max-new-tokens", "4", "--out", str(out),
+    ])
+    assert res.exit_code == 0, res.output
+    result = json.loads(out.read_text())
+    assert result["sampled"]["k"] == 2 and result["n"] == 3
+    assert 0.0 <= result["metrics"]["sample_rate"] <= result["metrics"]["pass@2"] <= 1.0
+    assert sum(f["n"] for f in result["sampled"]["per_family"].values()) == 3
