@@ -8,7 +8,7 @@ from cai_bootstrap.config import RunSettings, load_curriculum
 from cai_bootstrap.evaluation.gates import GateResult
 from cai_bootstrap.jsonl import atomic_write_json, read_json
 from cai_bootstrap.runs.layout import StagePaths, StageStatus
-from cai_bootstrap.runs.runner import keep_best_attempt
+from cai_bootstrap.pipeline.runner import keep_best_attempt
 
 
 def _stage(tmp_path: Path, values: list[float]) -> tuple[Path, StagePaths]:

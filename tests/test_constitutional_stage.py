@@ -17,7 +17,7 @@ from cai_bootstrap.evaluation.safety_gate import (
     safety_gate,
 )
 from cai_bootstrap.jsonl import read_jsonl
-from cai_bootstrap.stages import constitutional as cai
+from cai_bootstrap.stages import constitutional_stage as cai
 from cai_bootstrap.stages.context import RecordSink, StageContext
 from cai_bootstrap.tasks.checks import normalize
 
@@ -502,7 +502,7 @@ def test_helpful_samples_take_unkept_ordinary_answers_that_pass_as_sft_only_reco
 def test_runner_adds_helpful_samples_only_when_asked_and_sft_is_trained(tmp_path: Path) -> None:
     from cai_bootstrap.jsonl import write_jsonl
     from cai_bootstrap.runs.layout import StagePaths
-    from cai_bootstrap.runs.runner import stage_helpful_samples
+    from cai_bootstrap.stages.constitutional_stage import stage_helpful_samples
 
     paths = StagePaths(tmp_path, "stage-6")
     paths.data.parent.mkdir(parents=True)
@@ -613,7 +613,7 @@ def test_contrast_pairs_prefer_the_helpful_answer_to_a_written_refusal_and_resum
 
     # the trainer's share: seeded, at most n, kept pairs only, also for DPO-only training
     from cai_bootstrap.runs.layout import StagePaths
-    from cai_bootstrap.runs.runner import stage_contrast_pairs
+    from cai_bootstrap.stages.constitutional_stage import stage_contrast_pairs
 
     picked = cai.contrast_pairs(tmp_path, 1, seed=0)
     assert len(picked) == 1 and picked[0]["kept"] and picked == cai.contrast_pairs(tmp_path, 1, seed=0)
@@ -957,6 +957,8 @@ def test_evaluate_stage_side_by_side_and_resumable(tmp_path: Path, tiny_engine, 
     from cai_bootstrap.evaluation.benchmark_data import BenchmarkDataError, find_benchmark_file
     from cai_bootstrap.evaluation.safety_gate import SafetyGateResult
     from cai_bootstrap.runs.layout import StagePaths
+    from cai_bootstrap.stages.metrics import stage_metrics
+    from cai_bootstrap.stages.registry import stage_job
 
     try:
         for suite in ("advbench", "xstest", "ifeval"):
@@ -981,7 +983,9 @@ def test_evaluate_stage_side_by_side_and_resumable(tmp_path: Path, tiny_engine, 
     settings = RunSettings(model="tiny", preset="tiny")
     paths = StagePaths(tmp_path, "stage-6")
     pool = FakePool(tiny_engine)
-    gate, metrics = cai.evaluate_stage(tmp_path, stages, 1, settings, pool, 0, paths, progress=False)
+    job = stage_job(tmp_path, stages, 1, settings, pool, paths, attempt=0, progress=False)
+    evaluation = cai.evaluate_stage(job)
+    gate, metrics = evaluation.gate, stage_metrics(job, evaluation)
     assert isinstance(gate, SafetyGateResult) and gate.message in metrics["gate_message"]
     assert [c.name for c in gate.checks] == ["safety", "over_refusal", "capability"]
     assert gate.before.model == "stage-5" and gate.after.model == "stage-6"
@@ -1012,7 +1016,8 @@ def test_evaluate_stage_side_by_side_and_resumable(tmp_path: Path, tiny_engine, 
         raise AssertionError("benchmark re-run")
 
     monkeypatch.setattr(benchmarks, "run_benchmark", no_rerun)
-    gate2, metrics2 = cai.evaluate_stage(tmp_path, stages, 1, settings, pool, 0, paths, progress=False)
+    evaluation2 = cai.evaluate_stage(job)
+    gate2, metrics2 = evaluation2.gate, stage_metrics(job, evaluation2)
     assert gate2.message == gate.message and metrics2["safety"] == metrics["safety"]
 
 

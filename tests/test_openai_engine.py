@@ -269,7 +269,7 @@ def test_stage_records_identical_with_openai_backend(tmp_path):
     import json
 
     from cai_bootstrap.config import load_run_settings
-    from cai_bootstrap.runs.runner import create_run, execute
+    from cai_bootstrap.pipeline.runner import create_run, execute
 
     flags = {"curriculum": "skills", "preset": "tiny", "model": "tiny", "stages": ["stage-1", "stage-2"]}
 

@@ -155,7 +155,7 @@ def test_gate_failure_stops_with_numbers(tmp_path):
 
 def test_existing_run_dir_is_never_overwritten(tmp_path, reference_run):
     from cai_bootstrap.config import RunSettings
-    from cai_bootstrap.runs.runner import RunError, create_run
+    from cai_bootstrap.pipeline.runner import RunError, create_run
 
     with pytest.raises(RunError, match="already holds a run"):
         create_run(RunSettings(preset="tiny", model="tiny"), reference_run)
@@ -186,7 +186,7 @@ def test_run_with_more_stages_extends_an_existing_run(tmp_path):
     import yaml
 
     from cai_bootstrap.config import PACKAGE_DIR, RunSettings
-    from cai_bootstrap.runs.runner import RunError, create_run, extend_run
+    from cai_bootstrap.pipeline.runner import RunError, create_run, extend_run
 
     cur = tmp_path / "skills.yaml"
     cur.write_text((PACKAGE_DIR / "curricula" / "skills.yaml").read_text(encoding="utf-8"), encoding="utf-8")
@@ -211,7 +211,7 @@ def test_extend_run_takes_stage_overrides_for_added_stages_only(tmp_path: Path) 
     """`run --out <existing> --stages ... --set stage_overrides=...` used to drop the overrides
     without a word; now they set up the stages being added, and are refused for the others."""
     from cai_bootstrap.config import RunSettings
-    from cai_bootstrap.runs.runner import RunError, create_run, extend_run, load_run
+    from cai_bootstrap.pipeline.runner import RunError, create_run, extend_run, load_run
 
     settings = RunSettings(curriculum="skills", model="tiny", preset="tiny", stages=["stage-1"],
                            stage_overrides={"stage-1": {"examples": 3}})

@@ -8,7 +8,6 @@ critic and judge paths are taken when their outputs pass the filters.
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from cai_bootstrap.engines.base import Engine, SamplingParams
 from cai_bootstrap.jsonl import read_jsonl
 from cai_bootstrap.stages import candidates
 from cai_bootstrap.stages.context import RecordSink, StageContext
+from cai_bootstrap.stages.registry import get_kind
 from cai_bootstrap.tasks import get_family
 from cai_bootstrap.tasks.catalog import SKILL_FAMILIES
 
@@ -72,7 +72,7 @@ def make_ctx(tmp_path: Path, kind: str, engines: dict[str, Engine] | Engine, **o
 
 
 def run(ctx: StageContext) -> list[dict]:
-    importlib.import_module(f"cai_bootstrap.stages.{ctx.spec.kind}").build(ctx)
+    get_kind(ctx.spec.kind).build(ctx)
     ctx.sink.close()
     return read_jsonl(ctx.sink.path)
 
@@ -182,7 +182,7 @@ def test_evaluation_material_comes_from_the_answerer(tmp_path):
         q = instruction.split(": ", 1)[1]
         return [answers.get(q, "No idea.")]
 
-    from cai_bootstrap.tasks.evaluation import material_fact
+    from cai_bootstrap.tasks.skills.evaluation_families import material_fact
 
     ctx = make_ctx(tmp_path, "evaluation", ScriptedEngine(script))
     answers = {}

@@ -61,7 +61,7 @@ def test_replay_draws_evenly_from_earlier_stages_only(tmp_path):
     import json
 
     from cai_bootstrap.jsonl import atomic_write_json
-    from cai_bootstrap.runs.runner import replay_records
+    from cai_bootstrap.pipeline.runner import replay_records
 
     atomic_write_json(tmp_path / "manifest.json", {"stages": ["stage-1", "stage-2", "stage-3"]})
     for name, n in (("stage-1", 10), ("stage-2", 2), ("stage-3", 10)):

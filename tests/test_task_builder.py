@@ -17,9 +17,10 @@ from rich.console import Console
 from cai_bootstrap.config import ConfigError, RunSettings, SamplingSettings, StageSpec, load_curriculum
 from cai_bootstrap.engines.base import Engine, SamplingParams
 from cai_bootstrap.jsonl import iter_jsonl
-from cai_bootstrap.stages import task as T
+from cai_bootstrap.stages import task_prompts as P
+from cai_bootstrap.stages import task_stage as T
 from cai_bootstrap.stages.context import RecordSink, StageContext
-from cai_bootstrap.tasks.task_types import TASK_TYPES, task_family
+from cai_bootstrap.tasks.types import TASK_TYPES, task_family
 
 REQUIRED = ("key", "family", "attempt", "kept", "drop_reason", "prompt", "chosen", "rejected", "check", "verdicts",
             "provenance", "reference", "candidates", "init_response", "critique", "revision_response")
@@ -198,11 +199,11 @@ def test_answerer_prompting_follows_what_it_was_trained_on(tmp_path: Path) -> No
     settings = RunSettings(curriculum="tasks", model="tiny", preset="tiny")
     ctx = make_ctx(tmp_path, Scripted(lambda p, params: ["x"]), families=("factual_qa", "summarization", "explanation"),
                    role_names={"answerer": "stage-0"}, name="stage-1", settings=settings)
-    opts = T.task_options(ctx)
-    trained = T.answerer_trained_on(ctx)
+    opts = P.task_options(ctx)
+    trained = P.answerer_trained_on(ctx)
     assert trained == {"factual_qa"}
-    assert not T.few_shot_for(ctx, opts, task_family("factual_qa"), trained)
-    assert T.few_shot_for(ctx, opts, task_family("summarization"), trained)
+    assert not P.few_shot_for(ctx, opts, task_family("factual_qa"), trained)
+    assert P.few_shot_for(ctx, opts, task_family("summarization"), trained)
     ctx.sink.close()
 
 
@@ -214,7 +215,7 @@ def test_answerer_prompting_follows_what_it_was_trained_on(tmp_path: Path) -> No
 def test_bad_options_are_config_errors(tmp_path: Path, options, message) -> None:
     ctx = make_ctx(tmp_path, Scripted(lambda p, params: ["x"]), options=options)
     with pytest.raises(ConfigError, match=re.escape(message)):
-        T.stage_families(ctx, T.task_options(ctx))
+        T.stage_families(ctx, P.task_options(ctx))
     ctx.sink.close()
 
 
@@ -237,7 +238,7 @@ def test_tasks_curriculum_validates_for_every_preset(preset: str) -> None:
     if preset == "full":
         assert all(100 <= s.examples <= 500 for s in (s0, s1, s2))
     for s in (s0, s1, s2):
-        opts = T.TaskOptions.model_validate(s.options)  # every preset's options are valid
+        opts = P.TaskOptions.model_validate(s.options)  # every preset's options are valid
         assert opts.fallback_to_reference is (preset == "tiny")
         assert s.sampling.max_new_tokens >= max(task_family(f).max_new_tokens for f in s.families) or preset == "tiny"
 
@@ -259,8 +260,8 @@ def test_plan_is_prefix_stable_and_reuses_short_material(tmp_path: Path) -> None
     engines = Scripted(lambda p, params: ["x"])
     small = make_ctx(tmp_path / "s", engines, families=("factual_qa", "summarization"), examples=10)
     big = make_ctx(tmp_path / "b", engines, families=("factual_qa", "summarization"), examples=150)
-    p_small = [i.id for _, i in T.plan(small, T.task_options(small), T.stage_families(small, T.task_options(small)))]
-    p_big = [i.id for _, i in T.plan(big, T.task_options(big), T.stage_families(big, T.task_options(big)))]
+    p_small = [i.id for _, i in T.plan(small, P.task_options(small), T.stage_families(small, P.task_options(small)))]
+    p_big = [i.id for _, i in T.plan(big, P.task_options(big), T.stage_families(big, P.task_options(big)))]
     assert p_big[: len(p_small)] == p_small and len(set(p_big)) == len(p_big)
     # 96 summarization cases, 150 wanted from it: a second pass with new keys
     assert any(k.startswith("summarization/") and k.endswith("#p1") for k in p_big)
@@ -272,8 +273,8 @@ def test_critic_hint_hides_the_reference_unless_asked() -> None:
     i = next(x for x in task_family("factual_qa").instances("heldout", 100, 0) if "Australia" in x.instruction)
     v = task_family("factual_qa").verify(i, "Sydney.")
     assert "Canberra" in v.reason
-    assert T.critic_hint(v, "check") == "the answer is wrong or missing"
-    assert "Canberra" in T.critic_hint(v, "reason") and T.critic_hint(v, "none") == ""
+    assert P.critic_hint(v, "check") == "the answer is wrong or missing"
+    assert "Canberra" in P.critic_hint(v, "reason") and P.critic_hint(v, "none") == ""
     length = task_family("factual_qa").verify(i, "Canberra " + "is a city " * 20)
-    assert T.critic_hint(length, "check") == length.reason  # a reason without the reference is passed on
+    assert P.critic_hint(length, "check") == length.reason  # a reason without the reference is passed on
 

@@ -15,10 +15,10 @@ from cai_bootstrap.tasks import FAMILIES as REGISTRY
 from cai_bootstrap.tasks import checks, get_family
 from cai_bootstrap.tasks.base import Instance
 from cai_bootstrap.tasks.sandbox import run_python
-from cai_bootstrap.tasks.task_base import ordered_numbers
-from cai_bootstrap.tasks.task_code import extract_code
-from cai_bootstrap.tasks.task_reasoning import final_number
-from cai_bootstrap.tasks.task_types import FAMILIES, TASK_TYPES, task_family
+from cai_bootstrap.tasks.types.common import ordered_numbers
+from cai_bootstrap.tasks.types.code import extract_code
+from cai_bootstrap.tasks.types.reasoning import final_number
+from cai_bootstrap.tasks.types import FAMILIES, TASK_TYPES, task_family
 
 WITH_REFERENCE = [f.name for f in FAMILIES if f.name not in ("creative_writing",)]
 

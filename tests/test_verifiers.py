@@ -9,7 +9,7 @@ import pytest
 from cai_bootstrap.tasks import bank, checks, get_family
 from cai_bootstrap.tasks.base import Instance
 from cai_bootstrap.tasks.catalog import SKILL_FAMILIES
-from cai_bootstrap.tasks.evaluation import material_request
+from cai_bootstrap.tasks.skills.evaluation_families import material_request
 
 
 @lru_cache(maxsize=None)

@@ -205,7 +205,7 @@ def bench_stage(workdir: Path) -> Figure:
     from rich.console import Console
 
     from cai_bootstrap.config import RunSettings
-    from cai_bootstrap.runs.runner import create_run, execute
+    from cai_bootstrap.pipeline.runner import create_run, execute
 
     run_dir = create_run(RunSettings(curriculum="skills", preset="quick", model="gemma-3-270m", stages=["stage-1"]),
                          workdir / "stage-run")

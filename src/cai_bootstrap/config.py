@@ -16,16 +16,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cai_bootstrap.engines.base import DEFAULT_BATCH_SIZE
+from cai_bootstrap.engines.settings import EngineSettings  # re-exported
+from cai_bootstrap.errors import ConfigError  # re-exported
 from cai_bootstrap.training.settings import TrainSettings
 
-PRESETS = ("tiny", "quick", "full")
+PRESETS = ("tiny", "quick", "standard", "full")
+#: a preset that a per-preset mapping does not name takes this one's value
+PRESET_FALLBACK = {"standard": "quick"}
 PACKAGE_DIR = Path(__file__).parent
-StageKind = Literal["explicit", "implicit", "generation", "evaluation", "revision", "constitutional", "task"]
-
-
-class ConfigError(ValueError):
-    """Invalid configuration; the message names file, field and problem."""
 
 
 class Strict(BaseModel):
@@ -50,6 +48,23 @@ class RetrySettings(Strict):
     extra_epochs: float = Field(1.0, ge=0.0, description="epochs added per retry")
 
 
+class RoundSettings(Strict):
+    """Rounds of self-training inside a stage (expert iteration: ReST-EM, RFT, STaR).
+
+    After the stage's first training, its own model answers ``instances`` fresh training
+    instances ``samples`` times each; the families' verifiers keep up to ``keep`` distinct
+    passing answers per instance; the stage trains again, from its parent, on the union
+    of every round's records. Repeats until the gate passes or ``count`` rounds are spent.
+    Rounds take the place of retries: a stage with rounds does not retry.
+    """
+
+    count: int = Field(0, ge=0, description="self-training rounds after the first training (0: none)")
+    instances: int | None = Field(None, ge=1, description="fresh training instances per round (default: examples)")
+    samples: int = Field(8, ge=1, description="answers sampled per instance by the stage's own model")
+    keep: int = Field(2, ge=1, description="distinct passing answers kept per instance")
+    temperature: float = Field(0.8, ge=0.0)
+
+
 class SafetyGate(Strict):
     """Constitutional gate: safety up, capability kept (points are percentage points)."""
 
@@ -60,7 +75,7 @@ class SafetyGate(Strict):
 
 class StageSpec(Strict):
     name: str
-    kind: StageKind
+    kind: str = Field(description="a stage kind: a key of cai_bootstrap.stages.registry.KINDS (checked there)")
     description: str = ""
     families: list[str] = Field(default_factory=list)
     examples: int = Field(40, ge=1, description="training records to keep")
@@ -74,6 +89,11 @@ class StageSpec(Strict):
     per_family_threshold: bool = Field(False, description="every family must pass, not just the mean")
     safety_gate: SafetyGate | None = None
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    rounds: RoundSettings = Field(default_factory=RoundSettings)
+    validation: int = Field(
+        0, ge=0, description="validation cases per family, carved from the training instances (never trained "
+        "on); when set, the installed round/attempt is chosen on them, not on the held-out set",
+    )
     on_fail: Literal["stop", "continue"] = "stop"
     options: dict[str, Any] = Field(default_factory=dict, description="kind-specific settings")
     replay: float = Field(
@@ -103,25 +123,12 @@ class Curriculum(Strict):
         return self
 
 
-class EngineSettings(Strict):
-    backend: Literal["transformers", "openai", "vllm"] = "transformers"
-    batch_size: int = Field(
-        DEFAULT_BATCH_SIZE, ge=1, description="sequences per decoding batch (a prompt's n samples count n); on "
-        "the 2-core CPU 128 gave 1.24x the tokens/s of 64 (bigger GEMMs for the 262k-row LM head at every step)")
-    dtype: str = "auto"
-    base_url: str | None = None
-    api_key: str | None = None
-    concurrency: int = Field(8, ge=1)
-    timeout_s: float = Field(120.0, gt=0)
-    max_retries: int = Field(4, ge=0)
-
-
 class RunSettings(Strict):
     """Everything a run needs besides the curriculum (recorded in the manifest)."""
 
     curriculum: str = "skills"
     model: str = "gemma-3-270m"
-    preset: Literal["tiny", "quick", "full"] = "quick"
+    preset: Literal["tiny", "quick", "standard", "full"] = "quick"
     seed: int = 0
     judge_model: str | None = Field(None, description="external judge; default: the base model")
     constitution: str = "default"
@@ -159,9 +166,15 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
 
 
 def select_preset(value: Any, preset: str) -> Any:
-    """Resolve ``{tiny: a, quick: b, full: c}`` mappings recursively for ``preset``."""
+    """Resolve ``{tiny: a, quick: b, full: c}`` mappings recursively for ``preset``.
+
+    ``standard`` takes the ``quick`` value where a mapping does not name it (`PRESET_FALLBACK`),
+    so a curriculum states only what the standard preset changes.
+    """
     if isinstance(value, dict):
         if value and set(value) <= set(PRESETS):
+            if preset not in value and PRESET_FALLBACK.get(preset) in value:
+                return select_preset(value[PRESET_FALLBACK[preset]], preset)
             if preset not in value:
                 raise ConfigError(f"value {value} has no entry for preset {preset!r}")
             return select_preset(value[preset], preset)
@@ -222,7 +235,12 @@ def load_curriculum(
     raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with 'name' and 'stages'")
-    defaults = raw.pop("stage_defaults", {}) or {}
+    # Presets are resolved before the stage defaults are merged, so that a stage's own
+    # {tiny, quick, full} mapping wins over a default's `standard` value (which the
+    # stage's quick value then stands in for) rather than mixing with it.
+    defaults = select_preset(raw.pop("stage_defaults", {}) or {}, preset)
+    raw = select_preset(raw, preset)
+    stage_overrides = select_preset(stage_overrides or {}, preset)
     stages = raw.get("stages")
     if not isinstance(stages, list):
         raise ConfigError(f"{path}: field 'stages': expected a list of stage mappings")
@@ -236,9 +254,8 @@ def load_curriculum(
                 spec = deep_merge(spec, override)
         merged.append(spec)
     raw["stages"] = merged
-    resolved = select_preset(raw, preset)
     try:
-        return Curriculum.model_validate(resolved)
+        return Curriculum.model_validate(raw)
     except ValidationError as exc:
         # Field paths like stages.2.threshold; name the stage too.
         msg = format_validation_error(str(path), exc)

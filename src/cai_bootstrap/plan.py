@@ -9,20 +9,21 @@ Counting (per stage):
 * candidates = ``examples`` / expected yield (the share of candidate prompts that end as
   a kept record). Yield, first found: the caller's ``yields`` (by stage name or kind);
   ``options.oversample`` where the stage declares it (candidates = examples x
-  oversample); `DEFAULT_YIELD` for the stage kind.
+  oversample); the stage kind's ``default_yield`` (`stages.registry.KINDS`).
 * generations per candidate, by role, as the stage builders sample (options read with
   the builders' defaults): ``prompt_writer`` ``options.aux_n`` (default ``sampling.n``)
-  of ``options.aux_max_new_tokens``; ``answerer`` ``sampling.n`` (1 for
-  ``constitutional``, whose builder answers once); ``critic`` like the writer (1 for
-  ``constitutional``); ``reviser`` ``sampling.n``; ``judge`` ``sampling.n`` of
+  of ``options.aux_max_new_tokens``; ``answerer`` ``sampling.n`` (the kind's
+  ``answers_per_case`` where it sets one: 1 for ``constitutional``, whose builder answers
+  once); ``critic`` like the writer (``critiques_per_case``: 1 for ``constitutional``); ``reviser`` ``sampling.n``; ``judge`` ``sampling.n`` of
   `JUDGE_TOKENS` tokens (an upper bound: judges see only undecided cases); any other
   role 1. Every stage has an answerer, declared or not.
 * tokens to generate = generations x their token limits: an upper bound, the cost of
   batched generation where a batch runs until its longest member stops. Prompt prefill
   is not counted (small next to decoding for short prompts).
 * evaluation: greedy answers to ``heldout`` cases per family (at least one family) of
-  this stage and of every earlier stage; a ``constitutional`` stage also scores two
-  models (before, after) on AdvBench, XSTest and IFEval (``options.benchmarks`` limits).
+  this stage and of every earlier stage; plus the kind's ``plan_eval_extra`` (a
+  ``constitutional`` stage scores two models, before and after, on AdvBench, XSTest and
+  IFEval within its ``options.benchmarks`` limits).
 * tokens to train: ``examples x epochs x`` sequence tokens, sequence = `PROMPT_TOKENS` +
   ``max_new_tokens`` capped at ``training.max_length``; DPO pairs count twice (chosen
   and rejected) plus one reference forward pass per pair per stage (a third of a
@@ -48,23 +49,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 
-from cai_bootstrap.config import ConfigError, Curriculum, StageSpec, format_validation_error, load_curriculum
+from cai_bootstrap.config import ConfigError, Curriculum, StageSpec
+from cai_bootstrap.stages.registry import get_kind, load_curriculum
 
 #: Mean prompt length (tokens) of a training record, instruction headers included.
 PROMPT_TOKENS = 80
 #: Tokens a judge call costs when it generates (the base `Engine.choose` reads 8 tokens).
 JUDGE_TOKENS = 8
-#: Expected share of candidate prompts that end as a kept record, by stage kind (assumption;
-#: early models fail verifiers often, and best-of-n keeps one record per prompt).
-DEFAULT_YIELD: dict[str, float] = {
-    "explicit": 0.6, "implicit": 0.5, "generation": 0.5, "evaluation": 0.6,
-    "revision": 0.5, "constitutional": 0.25, "task": 0.6,  # constitutional: its builder's oversample
-}
-#: Public benchmark sizes (the files shipped under ``data/benchmarks``).
-BENCHMARK_SIZES = {"advbench": 520, "xstest": 450, "ifeval": 541}
-
 # Public peak figures the GPU profiles are derived from.
 _H100_BW, _H100_FLOPS = 3.35e12, 989e12  # H100 SXM 80GB: HBM3 bytes/s, dense bf16 FLOP/s (NVIDIA datasheet)
 _A100_BW, _A100_FLOPS = 2.0e12, 312e12  # A100 SXM 80GB: HBM2e bytes/s, dense bf16 FLOP/s (NVIDIA datasheet)
@@ -259,19 +251,7 @@ def resolve_profile(hardware: str | HardwareProfile = "cpu", bench_path: str | P
 
 def _options(spec: StageSpec) -> dict:
     """The stage's options with its builder's defaults filled in (validated as the builder does)."""
-    try:
-        if spec.kind == "constitutional":
-            from cai_bootstrap.stages.constitutional import ConstitutionalOptions as Options
-        elif spec.kind in ("explicit", "implicit", "generation", "evaluation", "revision"):
-            from cai_bootstrap.stages.candidates import SkillOptions as Options
-        else:
-            return dict(spec.options)
-    except ImportError:  # builder not present: read the options as written
-        return dict(spec.options)
-    try:
-        return Options.model_validate(spec.options).model_dump()
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(f"stage {spec.name!r} options", exc)) from None
+    return get_kind(spec.kind).plan_options(spec)
 
 
 def _opt(spec: StageSpec, key: str, default: Any) -> Any:
@@ -285,7 +265,7 @@ def _candidates(spec: StageSpec, yields: dict[str, float]) -> int:
     oversample = _opt(spec, "oversample", None)
     if oversample:
         return math.ceil(spec.examples * float(oversample))
-    return math.ceil(spec.examples / DEFAULT_YIELD.get(spec.kind, 0.5))
+    return math.ceil(spec.examples / get_kind(spec.kind).default_yield)
 
 
 def _generation_counts(spec: StageSpec, candidates: int) -> tuple[int, int]:
@@ -294,11 +274,11 @@ def _generation_counts(spec: StageSpec, candidates: int) -> tuple[int, int]:
     tokens_each = spec.sampling.max_new_tokens
     aux_n = _opt(spec, "aux_n", n)
     aux_tokens = _opt(spec, "aux_max_new_tokens", tokens_each)
-    constitutional = spec.kind == "constitutional"
+    kind = get_kind(spec.kind)
     per_role = {  # role -> (generations per candidate, tokens each), as the builders sample
         "prompt_writer": (aux_n, aux_tokens),
-        "answerer": (1 if constitutional else n, tokens_each),
-        "critic": (1 if constitutional else aux_n, aux_tokens),
+        "answerer": (kind.answers_per_case or n, tokens_each),
+        "critic": (kind.critiques_per_case or aux_n, aux_tokens),
         "reviser": (n, tokens_each),
         "judge": (n, JUDGE_TOKENS),
     }
@@ -317,17 +297,8 @@ def _eval_counts(curriculum: Curriculum, index: int) -> tuple[int, int]:
         gens += cases
         toks += cases * spec.sampling.max_new_tokens
     spec = curriculum.stages[index]
-    if spec.kind == "constitutional":
-        bench = _opt(spec, "benchmarks", {})
-        limits = {
-            "advbench": bench.get("advbench_limit"),
-            "xstest": None if bench.get("xstest_limit") is None else 2 * bench["xstest_limit"],
-            "ifeval": bench.get("ifeval_limit"),
-        }
-        cases = sum(min(size, limits[b]) if limits[b] is not None else size for b, size in BENCHMARK_SIZES.items())
-        gens += 2 * cases  # the model before and after the stage
-        toks += 2 * cases * int(bench.get("max_new_tokens", 128))
-    return gens, toks
+    extra_gens, extra_toks = get_kind(spec.kind).plan_eval_extra(spec)
+    return gens + extra_gens, toks + extra_toks
 
 
 def _train_counts(spec: StageSpec) -> tuple[int, int, int]:

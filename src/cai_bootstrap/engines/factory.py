@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import os
 
-from cai_bootstrap.config import ConfigError, EngineSettings
 from cai_bootstrap.engines.base import Engine
+from cai_bootstrap.engines.settings import EngineSettings
+from cai_bootstrap.errors import ConfigError
 
 
 def make_engine(model_ref: str, settings: EngineSettings) -> Engine:

@@ -109,16 +109,16 @@ def _save_atomic(model, tokenizer, target: Path) -> None:
 
 def materialize_base(ref: str, seed: int = 0, dtype: str | None = None) -> str:
     """A directory (or HF id) vLLM can load for a non-stage model reference."""
-    kind, location = resolve_model_ref(ref)
-    if kind == "tiny":
+    source, location = resolve_model_ref(ref)
+    if source == "tiny":
         target = cache_dir() / "models" / f"tiny-seed{seed}"
         if not (target / "config.json").exists():
             model, tokenizer = load_base(ref, dtype=dtype, seed=seed)
             _save_atomic(model, tokenizer, target)
         return str(target)
-    if kind == "registry":
+    if source == "registry":
         return str(ensure_embedded_converted(location))
-    if kind in ("local", "hub"):
+    if source in ("local", "hub"):
         return location
     raise ValueError(f"{ref}: a stage model is not a base")
 
@@ -130,8 +130,8 @@ def adapter_rank(adapter_dir: str) -> int:
 
 def prepare_vllm_model(ref: str, *, merge_all: bool = False, dtype: str | None = None) -> VLLMModel:
     """Resolve ``ref`` to what vLLM loads (see the module docstring). Merged bases are cached."""
-    kind, location = resolve_model_ref(ref)
-    if kind != "stage":
+    source, location = resolve_model_ref(ref)
+    if source != "stage":
         return VLLMModel(model=materialize_base(ref, dtype=dtype))
     lineage = read_lineage(location)
     base_ref, adapters = lineage["base"], list(lineage["adapters"])

@@ -35,6 +35,8 @@ FILES: dict[str, str] = {
     "advbench": "harmful_behaviors.csv",
 }
 
+#: Cases in each shipped benchmark file (AdvBench behaviours, XSTest prompts, IFEval prompts).
+BENCHMARK_SIZES: dict[str, int] = {"advbench": 520, "xstest": 450, "ifeval": 541}
 VENDORED_ROOT = Path(__file__).resolve().parent.parent / "data" / "benchmarks"
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 

@@ -41,7 +41,7 @@ from cai_bootstrap.evaluation.benchmark_data import (
     load_advbench,
     load_xstest,
 )
-from cai_bootstrap.evaluation.benchmarks import (
+from cai_bootstrap.evaluation.benchmark_result import (
     DEFAULT_MAX_NEW_TOKENS,
     BenchmarkResult,
     share,

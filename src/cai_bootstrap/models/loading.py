@@ -69,9 +69,9 @@ def parse_dtype(name: str | None, ref: str) -> torch.dtype:
 
 
 def resolve_model_ref(ref: str) -> tuple[str, str]:
-    """Return ``(kind, location)``: kind in registry|tiny|stage|local|hub."""
+    """Return ``(source, location)``: where the model comes from, one of registry|tiny|stage|local|hub."""
     if ref in REGISTRY:
-        return ("tiny", ref) if REGISTRY[ref].kind == "tiny" else ("registry", ref)
+        return ("tiny", ref) if REGISTRY[ref].is_tiny else ("registry", ref)
     if ":" in ref and not ref.startswith(("http:", "https:")):
         run_dir, stage = ref.rsplit(":", 1)
         path = Path(run_dir) / stage / "model"
@@ -142,18 +142,18 @@ def _load_full(location: str, dtype: torch.dtype, local_only: bool):
 
 def load_base(ref: str, dtype: str | torch.dtype | None = None, seed: int = 0):
     """Load a non-stage model. Returns ``(model, tokenizer)``."""
-    kind, location = resolve_model_ref(ref)
+    source, location = resolve_model_ref(ref)
     torch_dtype = dtype if isinstance(dtype, torch.dtype) else parse_dtype(dtype, ref)
-    if kind == "tiny":
+    if source == "tiny":
         from cai_bootstrap.models.tiny import build_tiny_model
 
         return build_tiny_model(seed=seed, dtype=torch_dtype)
-    if kind == "registry":
+    if source == "registry":
         path = ensure_embedded_converted(location)
         return _load_full(str(path), torch_dtype, local_only=True)
-    if kind == "local":
+    if source == "local":
         return _load_full(location, torch_dtype, local_only=True)
-    if kind == "hub":
+    if source == "hub":
         return _load_full(location, torch_dtype, local_only=bool(os.environ.get("HF_HUB_OFFLINE")))
     raise ModelLoadError(f"{ref}: a stage model cannot be a base")
 
@@ -177,10 +177,10 @@ def model_fingerprint(ref: str) -> str | None:
     a server that cached the model by name alone served the first attempt's weights.
     """
     try:
-        kind, location = resolve_model_ref(ref)
+        source, location = resolve_model_ref(ref)
     except ModelLoadError:
         return None
-    if kind != "stage":
+    if source != "stage":
         return None
     lineage_path = Path(location) / LINEAGE_FILE
     parts = [lineage_path.read_text(encoding="utf-8")]
@@ -203,9 +203,9 @@ def merge_adapters(model: torch.nn.Module, adapter_dirs: list[str]) -> torch.nn.
 def load_model(ref: str, dtype: str | torch.dtype | None = None) -> LoadedModel:
     """Load any reference (see module docstring) ready for inference, in eval mode."""
     t0 = time.time()
-    kind, location = resolve_model_ref(ref)
-    info: dict = {"kind": kind, "location": location}
-    if kind == "stage":
+    source, location = resolve_model_ref(ref)
+    info: dict = {"kind": source, "location": location}
+    if source == "stage":
         lineage = read_lineage(location)
         model, tokenizer = load_base(lineage["base"], dtype=dtype, seed=lineage.get("base_seed", 0))
         model = merge_adapters(model, lineage["adapters"])

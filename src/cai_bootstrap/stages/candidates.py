@@ -16,12 +16,13 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from cai_bootstrap.config import ConfigError, format_validation_error
 from cai_bootstrap.engines.base import SamplingParams
 from cai_bootstrap.prompt_format import format_few_shot, format_prompt
 from cai_bootstrap.stages.context import StageContext, derive_seed
+from cai_bootstrap.stages.kind import parse_options
+from cai_bootstrap.stages.validation import validation_ids
 from cai_bootstrap.tasks import checks, get_family
 from cai_bootstrap.tasks.bank import round_robin
 from cai_bootstrap.tasks.base import Instance, TaskFamily, Verdict
@@ -46,10 +47,7 @@ class SkillOptions(BaseModel):
 
 
 def options(ctx: StageContext) -> SkillOptions:
-    try:
-        return SkillOptions.model_validate(ctx.spec.options)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(f"stage {ctx.spec.name} options", exc)) from None
+    return parse_options(ctx.spec, SkillOptions)  # type: ignore[return-value]
 
 
 def families(ctx: StageContext) -> list[TaskFamily]:
@@ -66,10 +64,15 @@ def train_pool(ctx: StageContext) -> list[tuple[TaskFamily, Instance]]:
 
     The seed does not depend on the attempt and every family's list is prefix-stable,
     so a retry (bigger budget) continues the same list: finished chunks are skipped.
+    Validation cases (``spec.validation``) are never in it.
     """
     n = budget(ctx)
     seed = derive_seed(ctx.settings.seed, ctx.spec.name, "pool")
-    per_family = [[(f, i) for i in f.instances("train", n, derive_seed(seed, f.name))] for f in families(ctx)]
+    held = validation_ids(ctx.spec, ctx.settings.seed)
+    per_family = [
+        [(f, i) for i in f.instances("train", n + len(held), derive_seed(seed, f.name)) if i.id not in held][:n]
+        for f in families(ctx)
+    ]
     return round_robin(per_family)[:n]
 
 
@@ -253,7 +256,7 @@ def gather_material(ctx: StageContext, items: list[tuple[TaskFamily, Instance]],
     answer cannot be swapped out), the case keeps its hand-written seed material and the
     provenance says so.
     """
-    from cai_bootstrap.tasks.evaluation import verify_material
+    from cai_bootstrap.tasks.skills.evaluation_families import verify_material
 
     requests = [
         (i, name, req)

@@ -12,6 +12,7 @@ the same seed, so it produces the same records, and only missing keys are added.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -80,6 +81,9 @@ class RecordSink:
         self._count(record)
         return True
 
+    def records(self) -> list[dict]:
+        return list(iter_jsonl(self.path))
+
     def kept_records(self) -> list[dict]:
         return [r for r in iter_jsonl(self.path) if r.get("kept")]
 
@@ -110,6 +114,10 @@ class StageContext:
         """Kept records wanted, scaled up on retries."""
         return int(round(self.spec.examples * (self.spec.retry.data_multiplier**self.attempt)))
 
+    def for_attempt(self, attempt: int) -> StageContext:
+        """The same context as attempt ``attempt`` sees it (budgets and seeds depend on the attempt)."""
+        return dataclasses.replace(self, attempt=attempt)
+
     def engine(self, role: str) -> Engine:
         return self.engine_for(role)
 
@@ -123,7 +131,7 @@ class StageContext:
         return SamplingParams(**params)
 
     def chunks(
-        self, items: Sequence[T], keys: Callable[[T], list[str]], size: int | None = None
+        self, items: Sequence[T], keys: Callable[[T], list[str]], size: int | None = None, until_enough: bool = True,
     ) -> Iterator[tuple[int, list[T], int]]:
         """Yield ``(index, chunk, seed)`` for chunks with at least one unwritten key,
         until the stage has `enough` kept records.
@@ -140,7 +148,7 @@ class StageContext:
             written = [self.sink.has(k) for item in chunk for k in keys(item)]
             if all(written):
                 continue
-            if not any(written) and self.enough():
+            if until_enough and not any(written) and self.enough():
                 return
             yield idx, chunk, derive_seed(self.seed, "chunk", idx)
 

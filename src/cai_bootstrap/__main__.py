@@ -1,0 +1,5 @@
+"""`python -m cai_bootstrap`: the command line."""
+
+from cai_bootstrap.cli import app
+
+app()

@@ -1,0 +1,111 @@
+"""Commands that talk to one model: models, generate, chat."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from cai_bootstrap.cli.common import app, console, fail, known_errors, make_cli_engine
+from cai_bootstrap.engines.base import DEFAULT_BATCH_SIZE
+
+@app.command()
+def models() -> None:
+    """List registry models and whether they are cached."""
+    from cai_bootstrap.models.registry import REGISTRY, cache_dir, converted_path, is_cached
+
+    table = Table(title=f"models (cache: {cache_dir()})")
+    for col in ("name", "description", "cached", "location"):
+        table.add_column(col)
+    for name, entry in REGISTRY.items():
+        cached = "built on demand" if entry.is_tiny else ("yes" if is_cached(name) else "no (converted on first use)")
+        table.add_row(name, entry.description, cached, "" if entry.is_tiny else str(converted_path(name)))
+    console.print(table)
+    console.print("Any other model: a Hugging Face id, a local directory, or a run stage like runs/x:stage-3.")
+
+
+@app.command()
+def generate(
+    model: str = typer.Option("gemma-3-270m", "--model", "-m", help="registry name, HF id, path or runs/x:stage-k"),
+    input: Path = typer.Option(..., "--input", "-i", help="JSONL: one {'id':..., 'prompt':...} per line"),
+    output: Path = typer.Option(..., "--output", "-o", help="JSONL written with 'output' added"),
+    max_new_tokens: int = typer.Option(64, help="tokens to generate per prompt"),
+    temperature: float = typer.Option(0.0, help="0 = greedy"),
+    top_p: float = typer.Option(1.0),
+    seed: int = typer.Option(0),
+    stop: list[str] = typer.Option([], "--stop", help="extra stop string (repeatable)"),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE),
+    dtype: str = typer.Option("auto", help="auto | bf16 | fp32"),
+    raw: bool = typer.Option(False, help="send prompts as-is instead of in the project's prompt format"),
+    engine: str = typer.Option("transformers", help="transformers | openai | vllm"),
+    base_url: Optional[str] = typer.Option(None, help="server URL for --engine openai"),
+) -> None:
+    """Generate an output for every prompt of a JSONL file (resumes: ids already in --output are skipped)."""
+    from cai_bootstrap.engines.base import SamplingParams
+    from cai_bootstrap.jsonl import JsonlAppender, iter_jsonl
+    from cai_bootstrap.prompt_format import format_prompt
+
+    try:
+        rows = list(iter_jsonl(input))
+        for n, row in enumerate(rows, start=1):
+            if "id" not in row or not isinstance(row.get("prompt"), str):
+                fail(f"{input}: record {n} needs an 'id' and a string 'prompt', got keys {sorted(row)}")
+        ids = [r["id"] for r in rows]
+        if len(set(map(str, ids))) != len(ids):
+            fail(f"{input}: duplicate ids")
+        done = {str(r["id"]) for r in iter_jsonl(output)} if output.exists() else set()
+        todo = [r for r in rows if str(r["id"]) not in done]
+        if not todo:
+            console.print(f"nothing to do: all {len(rows)} ids already in {output}")
+            return
+        eng = make_cli_engine(model, dtype, batch_size, engine, base_url)
+        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop)
+        with JsonlAppender(output) as out:
+            step = max(batch_size * 4, 1)
+            for start in range(0, len(todo), step):
+                chunk = todo[start : start + step]
+                prompts = [r["prompt"] if raw else format_prompt(r["prompt"]) for r in chunk]
+                results = eng.generate(prompts, params, desc=f"generate {start + len(chunk)}/{len(todo)}")
+                for r, (text,) in zip(chunk, results):
+                    out.append({**r, "output": text, "model": model})
+        console.print(f"wrote {len(todo)} outputs to {output}")
+    except known_errors() as exc:
+        fail(str(exc).strip("'\""))
+
+
+@app.command()
+def chat(
+    model: str = typer.Option("gemma-3-270m", "--model", "-m"),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="one-shot: answer this and exit"),
+    max_new_tokens: int = typer.Option(128),
+    temperature: float = typer.Option(0.0),
+    seed: int = typer.Option(0),
+    dtype: str = typer.Option("auto"),
+) -> None:
+    """Talk to a model in the project's prompt format (interactive, or --prompt for one shot)."""
+    from cai_bootstrap.engines.base import SamplingParams
+    from cai_bootstrap.prompt_format import format_prompt
+
+    try:
+        eng = make_cli_engine(model, dtype, 1)
+    except known_errors() as exc:
+        fail(str(exc))
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+
+    def answer(text: str) -> str:
+        return eng.generate([format_prompt(text)], params, progress=False)[0][0]
+
+    if prompt is not None:
+        console.print(answer(prompt))
+        return
+    console.print(f"[bold]{model}[/] - empty line or Ctrl-D to quit")
+    while True:
+        try:
+            text = console.input("[bold cyan]you>[/] ")
+        except EOFError:
+            break
+        if not text.strip():
+            break
+        console.print(f"[bold green]model>[/] {answer(text)}")

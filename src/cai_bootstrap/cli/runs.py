@@ -1,0 +1,164 @@
+"""Commands that run a curriculum: run, resume, ablate, status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from rich.markup import escape
+
+from cai_bootstrap.cli.common import app, console, err, fail, known_errors
+
+@app.command()
+def run(
+    curriculum: str = typer.Option("skills", "--curriculum", "-c", help="built-in name or YAML path"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="base model (default per preset)"),
+    preset: str = typer.Option("quick", "--preset", "-p", help="tiny | quick | standard | full"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default runs/<curriculum>-<preset>-<time>)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML of run settings"),
+    set_: list[str] = typer.Option([], "--set", help="override a setting: KEY=VALUE (repeatable)"),
+    seed: Optional[int] = typer.Option(None),
+    stages: Optional[str] = typer.Option(None, help="comma-separated stage names to run (a prefix)"),
+    engine: Optional[str] = typer.Option(None, help="transformers | openai | vllm"),
+    base_url: Optional[str] = typer.Option(None, help="server for --engine openai"),
+    task: Optional[str] = typer.Option(None, help="tasks curriculum: the stage-0 task (factual_qa, summarization, explanation, ...)"),
+    control: Optional[str] = typer.Option(
+        None, help="'base': also train each stage's control model on data the base model made (see `ablate`)"),
+    no_progress: bool = typer.Option(False, help="plain logs instead of progress bars"),
+) -> None:
+    """Start a curriculum run (re-running with the same --out resumes it)."""
+    from cai_bootstrap.config import load_run_settings
+    from cai_bootstrap.pipeline.setup import create_run, extend_run
+
+    default_model = {"tiny": "tiny", "quick": "gemma-3-270m", "standard": "gemma-3-270m"}.get(preset)
+    flags: dict = {"curriculum": curriculum, "preset": preset, "model": model, "seed": seed}
+    if stages:
+        flags["stages"] = [s.strip() for s in stages.split(",")]
+    overrides = list(set_)
+    if engine:
+        overrides.append(f"engine.backend={engine}")
+    if base_url:
+        overrides.append(f"engine.base_url={base_url}")
+    if control:
+        overrides.append(f"control={control}")
+    if task:
+        overrides.append(f'stage_overrides={{"stage-0": {{"families": [{task}], "options": {{"task": {task}}}}}}}')
+    try:
+        settings = load_run_settings(str(config) if config else None, overrides, flags)
+        if model is None and "model" not in (settings.model_fields_set or set()) and default_model:
+            settings = settings.model_copy(update={"model": default_model})
+        if out is not None and (out / "manifest.json").exists():
+            added = extend_run(out, settings.stages or [], settings.stage_overrides)
+            console.print(f"{out} exists: resuming it" + (f", with the added stages {added}" if added else ""))
+            run_dir = out
+        else:
+            run_dir = create_run(settings, out)
+        console.print(f"run directory: [bold]{run_dir}[/]")
+    except known_errors() as exc:
+        fail(str(exc))
+    _execute(run_dir, not no_progress)
+
+
+@app.command()
+def resume(run_dir: Path = typer.Argument(..., help="run directory"), no_progress: bool = typer.Option(False)) -> None:
+    """Continue a run where it stopped (finished records and stages are kept)."""
+    _execute(run_dir, not no_progress)
+
+
+def _execute(run_dir: Path, progress: bool) -> None:
+    from cai_bootstrap.pipeline.runner import GateFailed, execute
+
+    try:
+        execute(run_dir, console, progress=progress)
+    except GateFailed as exc:
+        err.print(f"[bold red]stopped:[/] {escape(str(exc))}")
+        _status_table(run_dir)
+        raise typer.Exit(3)
+    except known_errors() as exc:
+        fail(str(exc))
+    _status_table(run_dir)
+    _write_report(run_dir)
+
+
+@app.command()
+def ablate(
+    run_dir: Path = typer.Argument(..., help="run directory (stages already finished)"),
+    stages: Optional[str] = typer.Option(None, help="comma-separated stages (default: every stage with a predecessor)"),
+    no_progress: bool = typer.Option(False),
+) -> None:
+    """The control experiment: retrain each stage on base-made data and compare on its held-out set."""
+    from cai_bootstrap.pipeline.runner import execute_controls
+
+    only = [s.strip() for s in stages.split(",")] if stages else None
+    try:
+        results = execute_controls(run_dir, only, console, progress=not no_progress)
+    except known_errors() as exc:
+        fail(str(exc))
+    table = Table(title="held-out: stage model (predecessor-made data) vs control (base-made data)")
+    for col in ("stage", "stage model", "control", "difference", "train records (stage / control)"):
+        table.add_column(col)
+    for r in results:
+        mean = lambda s: "n/a" if not s else f"{100 * s['mean']:.1f}%"  # noqa: E731
+        diff = r["difference"]
+        table.add_row(r["stage"], mean(r["stage_heldout"]), mean(r["heldout"]),
+                      "n/a" if diff is None else f"{100 * diff:+.1f} pts",
+                      f"{r['train_records']['stage']} / {r['train_records']['control']}")
+    console.print(table)
+    _write_report(run_dir)
+
+
+def _write_report(run_dir: Path) -> None:
+    from cai_bootstrap.report import write_report
+
+    md, html = write_report(run_dir)
+    console.print(f"report: {md} and {html}")
+
+
+@app.command()
+def status(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
+    """Table of stages: state, examples, metric vs threshold, time."""
+    try:
+        _status_table(run_dir)
+    except known_errors() as exc:
+        fail(str(exc))
+
+
+def _status_table(run_dir: Path) -> None:
+    from cai_bootstrap.jsonl import read_json
+    from cai_bootstrap.runs.layout import StagePaths
+    from cai_bootstrap.pipeline.setup import load_run
+    from cai_bootstrap.stages.registry import get_kind
+
+    manifest, settings, curriculum = load_run(run_dir)
+    table = Table(title=f"{manifest['run_id']}: {settings.curriculum} / {settings.preset} / {settings.model}")
+    for col in ("stage", "kind", "state", "attempt", "kept / generated", "metric", "threshold", "base", "control", "time"):
+        table.add_column(col)
+    colours = {"passed": "green", "failed": "red", "continued": "yellow"}
+    for spec in curriculum.stages:
+        if spec.name not in manifest["stages"]:
+            continue
+        paths = StagePaths(run_dir, spec.name)
+        st = paths.load_status()
+        m = read_json(paths.metrics) if paths.metrics.exists() else {}
+        data = m.get("data", {})
+        kept = f"{data.get('kept', '-')} / {data.get('generated', '-')}" if data else "-"
+        value = f"{m['value']:.1%}" if "value" in m else "-"
+        base = m.get("base_heldout") or {}
+        base_v = f"{base['mean']:.1%}" if base.get("mean") is not None else "-"
+        control = (m.get("control") or {}).get("heldout") or {}
+        control_v = f"{control['mean']:.1%}" if control.get("mean") is not None else "-"
+        threshold = get_kind(spec.kind).gate_label(spec)
+        total = st.timings.get("total_s")
+        attempt = str(st.attempt)
+        if m.get("selected_attempt") is not None:
+            attempt += f" (kept {m['selected_attempt']})"
+        table.add_row(
+            spec.name, spec.kind, f"[{colours.get(st.state, 'white')}]{st.state}[/]", attempt, kept,
+            value, threshold, base_v, control_v, f"{total / 60:.1f} min" if total else "-",
+        )
+    console.print(table)
+    for warning in manifest.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}")

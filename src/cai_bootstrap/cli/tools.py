@@ -1,0 +1,86 @@
+"""Tools beside a run: report, bench, serve, plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cai_bootstrap.cli.common import app, console, fail, known_errors
+from cai_bootstrap.engines.base import DEFAULT_BATCH_SIZE
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
+    """Write report.md and a self-contained report.html (plots embedded) into the run."""
+    from cai_bootstrap.report import ReportError, write_report
+
+    try:
+        md, html = write_report(run_dir)
+    except ReportError as exc:
+        fail(str(exc))
+    console.print(f"wrote {md}\nwrote {html}")
+
+
+@app.command()
+def bench(
+    model: str = typer.Option("gemma-3-270m", "--model", "-m"),
+    quick: bool = typer.Option(False, help="small sizes: finishes within about 5 minutes"),
+    gen_batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, help="generation batch size (the pipeline's default)"),
+    new_tokens: int = typer.Option(32, help="tokens generated per prompt"),
+    train_batch_size: int = typer.Option(8),
+    train_seq_len: int = typer.Option(128, help="approximate tokens per training example"),
+    stage: bool = typer.Option(False, help="also time one quick-preset stage end to end"),
+    out: Path = typer.Option(Path("bench.json"), "--out", "-o", help="JSON results"),
+) -> None:
+    """Measure generation, SFT and DPO throughput vs naive baselines and the roofline."""
+    from cai_bootstrap.bench import BenchSettings, bench_table, run_bench, save
+
+    settings = BenchSettings(model=model, quick=quick, gen_batch_size=gen_batch_size, new_tokens=new_tokens,
+                             train_batch_size=train_batch_size, train_seq_len=train_seq_len, stage=stage)
+    try:
+        result = run_bench(settings, progress_cb=lambda msg: console.print(f"[dim]{msg}...[/]"))
+    except known_errors() as exc:
+        fail(str(exc))
+    save(result, out)
+    console.print(bench_table(result))
+    console.print(f"wrote {out}")
+
+
+@app.command()
+def serve(
+    model: str = typer.Option("gemma-3-270m", "--model", "-m", help="registry name, path or runs/x:stage-k"),
+    host: str = typer.Option("127.0.0.1", help="bind address (loopback by default)"),
+    port: int = typer.Option(8000),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE),
+    dtype: str = typer.Option("auto"),
+    api_key: Optional[str] = typer.Option(None, help="require this bearer token"),
+    any_model: bool = typer.Option(False, help="also serve other model refs named in requests (stage models)"),
+) -> None:
+    """OpenAI-compatible server (/v1/models, /v1/completions, /v1/chat/completions)."""
+    from cai_bootstrap.serve import run_server
+
+    try:
+        run_server(model, host=host, port=port, dtype=dtype, batch_size=batch_size, api_key=api_key,
+                   any_model=any_model)
+    except known_errors() as exc:
+        fail(str(exc))
+
+
+@app.command()
+def plan(
+    curriculum: str = typer.Option("skills", "--curriculum", "-c"),
+    preset: str = typer.Option("full", "--preset", "-p"),
+    hardware: str = typer.Option("h100", help="h100 | a100 | cpu | measured (with --bench)"),
+    bench_file: Optional[Path] = typer.Option(None, "--bench", help="bench.json from `cai-bootstrap bench`"),
+    gpu_hour_price: float = typer.Option(1.74, help="USD per GPU hour"),
+) -> None:
+    """Estimate generations, tokens, hours and cost per stage before spending them."""
+    from cai_bootstrap.plan import plan as make_plan
+    from cai_bootstrap.plan import plan_table
+
+    try:
+        rows = make_plan(curriculum, preset, hardware, gpu_hour_price, bench_path=bench_file)
+    except known_errors() as exc:
+        fail(str(exc))
+    console.print(plan_table(rows, title=f"plan: {curriculum} / {preset} / {hardware}"))

@@ -1,0 +1,184 @@
+"""The stage-kind contract: what the runner asks of every kind of stage, with defaults.
+
+A kind is one object in `cai_bootstrap.stages.registry.KINDS`. The runner calls, per
+attempt, ``build(ctx)`` (write ``data.jsonl``), trains on the kept records plus
+``extra_records`` (and replay), then ``evaluate(job)``, whose `StageEvaluation` it turns
+into ``metrics.json`` (`stages.metrics.stage_metrics`). Everything else the runner, the
+planner and the CLI need to know about a kind is an attribute here; no code outside the
+kinds compares a kind's name.
+
+The default ``evaluate`` is the held-out gate: the stage model and the base model on the
+stage's held-out cases, the stage model on every earlier stage's held-out set (retained
+skills), and ``threshold`` on the mean (or on every family with ``per_family_threshold``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+
+from cai_bootstrap.config import ConfigError, RunSettings, StageSpec, format_validation_error
+from cai_bootstrap.evaluation.gates import GateResult, heldout_gate
+from cai_bootstrap.evaluation.heldout import HeldoutScore, evaluate_heldout, heldout_instances
+from cai_bootstrap.runs.layout import StagePaths
+from cai_bootstrap.runs.pool import ModelPool
+from cai_bootstrap.stages.context import StageContext
+
+
+@dataclass
+class StageJob:
+    """One attempt of one stage, as the phases and the kinds see it."""
+
+    run_dir: Path
+    stages: list[StageSpec]  # every stage of the run, in order
+    index: int  # this stage's place in ``stages``
+    settings: RunSettings
+    pool: ModelPool
+    paths: StagePaths
+    attempt: int = 0
+    progress: bool = True
+    console: Console = field(default_factory=lambda: Console(quiet=True))
+    #: earlier stages whose held-out sets measure a skill to keep (set by `registry.stage_job`)
+    retained_sets: list[StageSpec] = field(default_factory=list)
+
+    @property
+    def spec(self) -> StageSpec:
+        return self.stages[self.index]
+
+    @property
+    def previous(self) -> str | None:
+        """The stage this one trains from (None: the base model)."""
+        return self.stages[self.index - 1].name if self.index > 0 else None
+
+    def resolve(self, role: str) -> str:
+        """Role -> model name in the pool (``base``, ``judge`` or a stage), as the curriculum says."""
+        return resolve_role(self.spec, self.previous, self.settings, role)
+
+
+def resolve_role(spec: StageSpec, previous: str | None, settings: RunSettings, role: str) -> str:
+    who = spec.roles.get(role, "previous")
+    if who == "previous":
+        who = previous or "base"
+    if role == "judge" and who == "base" and settings.judge_model:
+        return "judge"
+    if who == spec.name:
+        raise ConfigError(f"{spec.name}: role {role!r} cannot be played by the model being trained")
+    return who
+
+
+@dataclass
+class StageEvaluation:
+    """What a kind's ``evaluate`` found; the runner writes it into ``metrics.json``."""
+
+    gate: GateResult
+    heldout: HeldoutScore  # the stage model on this stage's held-out set
+    base: HeldoutScore | None  # the base model on the same set
+    retained: dict[str, dict]  # earlier stage -> the stage model's score on its held-out set
+    extra: dict[str, Any] = field(default_factory=dict)  # kind-specific entries of metrics.json
+
+
+def parse_options(spec: StageSpec, model: type[BaseModel]) -> BaseModel:
+    """``spec.options`` as ``model`` (unknown keys and wrong types are errors naming the stage)."""
+    try:
+        return model.model_validate(spec.options)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(f"stage {spec.name!r} options", exc)) from None
+
+
+def earlier_heldout(job: StageJob, model: str, rows_file: Callable[[StageSpec], str]) -> dict[str, HeldoutScore]:
+    """``model`` on the held-out set of every stage in ``job.retained_sets`` (skills kept?).
+
+    ``rows_file(earlier)`` names the per-item rows file under ``job.paths.eval``.
+    """
+    out = {}
+    for earlier in job.retained_sets:
+        instances = heldout_instances(earlier.families, earlier.heldout, job.settings.seed)
+        out[earlier.name] = evaluate_heldout(
+            job.pool.get(model), model, instances, job.paths.eval / rows_file(earlier),
+            max_new_tokens=earlier.sampling.max_new_tokens, progress=job.progress,
+        )
+    return out
+
+
+class StageKind:
+    """A kind of stage. Subclasses set ``name`` and ``build``; the rest has defaults."""
+
+    name: ClassVar[str]
+    #: ``options:`` model (None: the kind reads no options and accepts none)
+    options_model: ClassVar[type[BaseModel] | None] = None
+    #: its held-out set is a skill later stages must keep (scored as "retained")
+    retained_skill: ClassVar[bool] = True
+    #: after the last failed attempt, install the attempt with the best held-out score
+    keeps_best_attempt: ClassVar[bool] = True
+    #: why the control experiment does not apply to this kind (None: it does)
+    no_control_reason: ClassVar[str | None] = None
+    #: its records are (instruction -> answer) pairs that the families' verifiers check, so the
+    #: stage's own model can write more of them in self-training rounds (`stages.rounds`) and a
+    #: validation split can be carved from its training instances (`stages.validation`)
+    supports_rounds: ClassVar[bool] = False
+    #: planner: expected share of candidate prompts that end as a kept record
+    default_yield: ClassVar[float] = 0.5
+    #: planner: samples per case of the answerer and the critic (None: the sampling settings)
+    answers_per_case: ClassVar[int | None] = None
+    critiques_per_case: ClassVar[int | None] = None
+
+    def check(self, spec: StageSpec) -> None:
+        """Reject settings this kind cannot honour (before any work starts)."""
+        self.options(spec)
+        if not self.supports_rounds and (spec.rounds.count or spec.validation):
+            raise ConfigError(f"stage {spec.name!r}: kind {self.name!r} has no self-training rounds or validation "
+                              f"split (rounds.count={spec.rounds.count}, validation={spec.validation}); set them to 0")
+        if spec.rounds.count and spec.retry.max_retries:
+            raise ConfigError(f"stage {spec.name!r}: rounds take the place of retries; set retry.max_retries: 0 "
+                              f"or rounds.count: 0 (got {spec.retry.max_retries} and {spec.rounds.count})")
+
+    def options(self, spec: StageSpec) -> BaseModel | dict:
+        """The stage's validated options (a plain dict when the kind declares no model)."""
+        if self.options_model is None:
+            if spec.options:
+                raise ConfigError(f"stage {spec.name!r}: kind {self.name!r} takes no options, got {sorted(spec.options)}")
+            return {}
+        return parse_options(spec, self.options_model)
+
+    def plan_options(self, spec: StageSpec) -> dict:
+        """Options as the planner reads them: validated, defaults filled in."""
+        opts = self.options(spec)
+        return opts if isinstance(opts, dict) else opts.model_dump()
+
+    def build(self, ctx: StageContext) -> None:
+        """Write this stage's training candidates to ``ctx.sink``."""
+        raise NotImplementedError
+
+    def evaluate(self, job: StageJob) -> StageEvaluation:
+        """The held-out gate (see the module docstring)."""
+        spec, paths, pool = job.spec, job.paths, job.pool
+        instances = heldout_instances(spec.families, spec.heldout, job.settings.seed)
+        tokens = spec.sampling.max_new_tokens
+        score = evaluate_heldout(
+            pool.get(spec.name), spec.name, instances, paths.eval / f"heldout-{spec.name}-a{job.attempt}.jsonl",
+            max_new_tokens=tokens, progress=job.progress,
+        )
+        base = evaluate_heldout(
+            pool.get("base"), "base", instances, paths.eval / "heldout-base.jsonl",
+            max_new_tokens=tokens, progress=job.progress,
+        )
+        retained = earlier_heldout(job, spec.name, lambda e: f"retained-{e.name}-a{job.attempt}.jsonl")
+        gate = heldout_gate(spec, score, str(paths.eval))
+        return StageEvaluation(gate, score, base, {name: s.model_dump() for name, s in retained.items()})
+
+    def extra_records(self, spec: StageSpec, paths: StagePaths, n_own: int, seed: int) -> dict[str, list[dict]]:
+        """Training records beyond the stage's own and the replay, by label (e.g. helpful samples)."""
+        return {}
+
+    def gate_label(self, spec: StageSpec) -> str:
+        """The gate as a table shows it."""
+        return f"{spec.threshold:.0%}"
+
+    def plan_eval_extra(self, spec: StageSpec) -> tuple[int, int]:
+        """Planner: (generations, tokens) the evaluation costs beyond the held-out sets."""
+        return 0, 0

@@ -1,0 +1,135 @@
+"""Rounds of self-training inside a stage, and the validation split that chooses among them.
+
+Expert iteration (ReST-EM, Singh et al. 2024; rejection-sampling fine-tuning, Yuan et al.
+2023; STaR): after the stage's first training, the stage's *own* model answers fresh
+training instances ``rounds.samples`` times each, the families' rule verifiers keep up to
+``rounds.keep`` distinct passing answers per instance, and the stage trains again, from its
+parent, on the union of every round's records. Round ``r`` (attempt ``r``) is written by the
+model of attempt ``r - 1``; each record names it (``round``, ``provenance.chosen.by``,
+``provenance.chosen.model_attempt``).
+
+The prompt is the instance's instruction in the project's prompt format, zero-shot: the
+stage model was trained on exactly that format, so it needs no demonstrations.
+
+Fresh means: never in the first training's candidate pool, never in an earlier round, never
+a validation case (`stages.validation`), and (as every train instance) never a held-out case.
+"""
+
+from __future__ import annotations
+
+from cai_bootstrap.config import StageSpec
+from cai_bootstrap.engines.base import SamplingParams
+from cai_bootstrap.prompt_format import format_prompt
+from cai_bootstrap.stages import candidates as C
+from cai_bootstrap.stages.context import StageContext, derive_seed
+from cai_bootstrap.stages.validation import validation_ids
+from cai_bootstrap.tasks.bank import round_robin
+from cai_bootstrap.tasks.base import Instance, TaskFamily
+
+
+def is_round(spec: StageSpec, attempt: int) -> bool:
+    """Attempt ``attempt`` of ``spec`` is a self-training round (attempt 0 never is)."""
+    return 0 < attempt <= spec.rounds.count
+
+
+def round_key(instance_id: str, round_index: int, answer: int) -> str:
+    return f"{instance_id}@r{round_index}#{answer}"
+
+
+def per_round(spec: StageSpec) -> int:
+    return spec.rounds.instances or spec.examples
+
+
+def round_instances(ctx: StageContext, round_index: int) -> list[tuple[TaskFamily, Instance]]:
+    """The round's fresh training instances (deterministic: the same on resume)."""
+    first_pool = C.train_pool(ctx.for_attempt(0))
+    used = {inst.id for _, inst in first_pool} | validation_ids(ctx.spec, ctx.settings.seed)
+    want = per_round(ctx.spec) * round_index  # rounds 1..r take consecutive slices of one fresh list
+    seed = derive_seed(ctx.settings.seed, ctx.spec.name, "rounds")
+    per_family = []
+    for fam in C.families(ctx):
+        fresh = [i for i in fam.instances("train", len(first_pool) + want + len(used), derive_seed(seed, fam.name))
+                 if i.id not in used]
+        per_family.append([(fam, i) for i in fresh])
+    ordered = round_robin(per_family)
+    return ordered[per_round(ctx.spec) * (round_index - 1) : want]
+
+
+def build_round(ctx: StageContext, round_index: int) -> dict:
+    """Write round ``round_index``'s records; return its statistics (pass@k on fresh instances)."""
+    spec, opts = ctx.spec, ctx.spec.rounds
+    items = round_instances(ctx, round_index)
+    model = ctx.engine("self")
+    stats = {"round": round_index, "instances": len(items), "with_pass": 0, "kept": 0, "samples": opts.samples}
+    for _, chunk, seed in ctx.chunks(items, lambda item: [round_key(item[1].id, round_index, 0)], until_enough=False):
+        params = SamplingParams(
+            max_new_tokens=spec.sampling.max_new_tokens, temperature=opts.temperature, top_p=spec.sampling.top_p,
+            n=opts.samples, repetition_penalty=spec.sampling.repetition_penalty, seed=seed,
+        )
+        prompts = [format_prompt(inst.instruction) for _, inst in chunk]
+        outputs = model.generate(prompts, params, desc=f"{spec.name} round {round_index}")
+        for (fam, inst), prompt, samples in zip(chunk, prompts, outputs):
+            result = C.pick(samples, lambda s, fam=fam, inst=inst: fam.verify(inst, s))
+            for record in round_records(ctx, fam, inst, result, prompt, params, round_index):
+                ctx.sink.write(record)
+    for rec in ctx.sink.records():
+        if rec.get("round") == round_index:
+            stats["kept"] += int(bool(rec.get("kept")))
+            stats["with_pass"] += int(bool(rec.get("kept")) and rec["key"].endswith("#0"))
+    stats["pass_at_k"] = stats["with_pass"] / stats["instances"] if stats["instances"] else None
+    return stats
+
+
+def round_records(
+    ctx: StageContext, fam: TaskFamily, inst: Instance, result: C.Pick, prompt: str, params: SamplingParams,
+    round_index: int,
+) -> list[dict]:
+    """Up to ``rounds.keep`` records of distinct passing answers, or one dropped record."""
+    chosen = result.passing[: ctx.spec.rounds.keep] or [None]
+    out = []
+    for j, index in enumerate(chosen):
+        pick = C.Pick(samples=result.samples, verdicts=result.verdicts, chosen=index, rejected=result.rejected,
+                      passing=result.passing)
+        record = C.sample_record(ctx, fam, inst, pick, "self", prompt, params,
+                                 provenance={"prompt": C.seed_provenance("hand-written template x seed bank")})
+        for side in ("chosen", "rejected"):
+            if side in record["provenance"]:
+                record["provenance"][side]["model_attempt"] = round_index - 1
+        record.update(
+            key=round_key(inst.id, round_index, j), instance=inst.id, round=round_index,
+            round_model={"stage": ctx.spec.name, "attempt": round_index - 1,
+                         "adapter": f"{ctx.spec.name}/train/attempt-{round_index - 1}/adapter"},
+        )
+        if j > 0:
+            record["candidates"] = []  # every sample is listed once, on the instance's first record
+        out.append(record)
+    return out
+
+
+def balance_labels(records: list[dict]) -> list[dict]:
+    """Round records of labelled families (reference ``label``), at most as many per label as
+    the family's rarest label has, in file order.
+
+    Why: a round keeps only the answers the model got right, so a model that leans to "No."
+    keeps mostly No-cases, and training on them teaches it the constant (seen at stage 4).
+    First-round data is balanced by construction and is left alone.
+    """
+    by_family: dict[str, dict[str, int]] = {}
+    for r in records:
+        label = (r.get("reference") or {}).get("label")
+        if label is not None:
+            counts = by_family.setdefault(r["family"], {})
+            counts[str(label)] = counts.get(str(label), 0) + 1
+    caps = {fam: min(c.values()) if len(c) > 1 else 0 for fam, c in by_family.items()}
+    used: dict[tuple[str, str], int] = {}
+    out = []
+    for r in records:
+        label = (r.get("reference") or {}).get("label")
+        if label is None:
+            out.append(r)
+            continue
+        key = (r["family"], str(label))
+        if used.get(key, 0) < caps[r["family"]]:
+            used[key] = used.get(key, 0) + 1
+            out.append(r)
+    return out

@@ -1,0 +1,1 @@
+"""Task families of the `skills` curriculum, one module per stage (see `tasks.catalog`)."""

@@ -1,0 +1,480 @@
+"""Stage 4 families: evaluation tasks ("Is this answer correct: ...").
+
+Every case's label is known by construction: a right answer vs the same answer
+with a wrong fact swapped in, an answer vs an evasive or off-topic one, a polite
+vs a rude version, a refusal vs a templated agreement to help with harm. The
+expected output starts with the verdict word ("Yes"/"No", "A"/"B", a digit 1-5)
+optionally followed by a short reason; the verifier parses the first word
+strictly.
+
+Construction is shared with the revision families (`ConstructedFamily`): a case
+is a JSON skeleton (fact, template, label, injected flaw) plus *material* texts;
+held-out cases render with hand-written seed material, and the stage builder
+re-renders training cases with material an earlier model wrote (verified by
+`verify_material`), so the texts being judged come from that model.
+"""
+
+from __future__ import annotations
+
+import random
+from functools import lru_cache
+from typing import ClassVar
+
+from cai_bootstrap.tasks import bank, checks, flaws
+from cai_bootstrap.tasks.base import Instance, Split, Verdict
+from cai_bootstrap.tasks.checks import Result
+from cai_bootstrap.tasks.skills.templated import TemplatedFamily, verify_answer
+
+MATERIAL_CATEGORIES = ("capitals", "colours", "sounds", "plurals", "opposites", "science", "arithmetic")
+ANSWER_INSTRUCTION = "Answer this question: {q}"
+
+
+# ------------------------------------------------------------------ material
+
+
+def find_fact(category: str, key: str, split: str) -> bank.Fact:
+    try:
+        return _fact_index(category, split)[key]
+    except KeyError:
+        raise KeyError(f"no {category} fact {key!r} in {split}") from None
+
+
+@lru_cache(maxsize=None)
+def _fact_index(category: str, split: str) -> dict[str, bank.Fact]:
+    return {f.key: f for f in bank.facts(category, split)}
+
+
+def material_request(fact: bank.Fact, split: str) -> dict:
+    """What to ask an earlier model for: a one-sentence answer to a fact question."""
+    q = bank.explicit_question(fact, split)
+    return {
+        "category": fact.category, "key": fact.key, "split": split, "question": q,
+        "instruction": ANSWER_INSTRUCTION.format(q=q), "seed": fact.sentence,
+    }
+
+
+def material_fact(request: dict) -> bank.Fact:
+    return find_fact(request["category"], request["key"], request["split"])
+
+
+def verify_material(request: dict, text: str) -> Verdict:
+    """A model-written answer is usable material: right, one short sentence, names its subject."""
+    fact = material_fact(request)
+    base = verify_answer("material", fact.reference(), text, ["answer this question"], payload=request["question"],
+                         max_words=25, max_sentences=1)
+    if not base.passed:
+        return base
+    content = fact.content_words()
+    if content and not checks.check_groups(text, [content]).ok:
+        return Verdict(passed=False, score=0.9, check="content", reason=f"does not name {content}")
+    return base
+
+
+def seed_texts(case: dict) -> dict[str, str]:
+    return {name: req["seed"] for name, req in case.get("materials", {}).items()}
+
+
+def balanced(values: list, n: int, rng: random.Random) -> list:
+    """``n`` labels, each block of ``len(values)`` a shuffled copy: balanced and prefix-stable in ``n``."""
+    out: list = []
+    while len(out) < n:
+        block = list(values)
+        rng.shuffle(block)
+        out.extend(block)
+    return out[:n]
+
+
+def fact_groups(split: str, categories=MATERIAL_CATEGORIES) -> list[list[bank.Fact]]:
+    groups = []
+    for cat in categories:
+        facts = bank.facts(cat, split)
+        if cat == "arithmetic":
+            facts = facts[::4]
+        groups.append(facts)
+    return groups
+
+
+class ConstructedFamily(TemplatedFamily):
+    """Cases built from a skeleton plus material texts (seed, or written by an earlier model)."""
+
+    def cases(self, split: Split, n: int, seed: int) -> list[dict]:
+        raise NotImplementedError
+
+    def render(self, case: dict, texts: dict[str, str]) -> Instance | None:
+        raise NotImplementedError
+
+    def instances(self, split: Split, n: int, seed: int) -> list[Instance]:
+        out = []
+        for case in self.cases(split, n, seed):
+            inst = self.render(case, seed_texts(case))
+            if inst is not None:
+                out.append(inst)
+        return out
+
+    def with_material(self, instance: Instance, texts: dict[str, str]) -> Instance | None:
+        """Re-render a case with other material (None if the material cannot carry the construction)."""
+        case = instance.reference["case"]
+        return self.render(case, {**seed_texts(case), **texts})
+
+    def target(self, instance: Instance) -> str:
+        return instance.reference["target"]
+
+    def reference_output(self, instance: Instance) -> str | None:
+        return self.target(instance)
+
+    def foil(self, instance: Instance) -> str | None:
+        return instance.reference.get("foil")
+
+
+# ------------------------------------------------------------------ verdict parsing
+
+
+def verify_label(name: str, ref: dict, output: str) -> Verdict:
+    labels = ref["labels"]
+    said = checks.parse_label(output, labels)
+    tolerance = ref.get("tolerance", 0)
+    if said is not None and tolerance:
+        ok = abs(int(said) - int(ref["label"])) <= tolerance
+    else:
+        ok = said == ref["label"]
+    return checks.verdict(name, [
+        checks.check_nonempty(output),
+        checks.check_leak(output),
+        Result("format", said is not None, f"does not start with one of {labels}"),
+        Result("label", ok, f"said {said!r}, expected {ref['label']!r}" + (f" (+-{tolerance})" if tolerance else "")),
+        checks.check_finished(output, min_words=6),
+        checks.check_length(output, 1, 40),
+        checks.check_repetition(output),
+    ])
+
+
+class EvaluationFamily(ConstructedFamily):
+    skill = "evaluation"
+
+    def verify(self, instance: Instance, output: str) -> Verdict:
+        return verify_label(self.name, instance.reference, output)
+
+    def _rng(self, case_id: str) -> random.Random:
+        return random.Random(bank.stable_hash("case", case_id))
+
+
+# ------------------------------------------------------------------ families
+
+
+class IsCorrect(EvaluationFamily):
+    name = "is_correct"
+    description = "Is this answer correct: <question, answer>  -> Yes/No (a right answer vs one corrupted on purpose)"
+    demos = (
+        ("Is this answer correct?\nQuestion: What is the capital of Belarus?\nAnswer: The capital of Belarus is Minsk.",
+         "Yes. Minsk is correct."),
+        ("Is this answer correct?\nQuestion: How many wheels does a tricycle have?\nAnswer: A tricycle has four wheels.",
+         "No. The correct answer is three, not four."),
+        ("Is this answer correct?\nQuestion: What is 45 plus 38?\nAnswer: 45 plus 38 is 83.", "Yes. 83 is correct."),
+        ("Is this answer correct?\nQuestion: What colour is a fresh mint leaf?\nAnswer: A fresh mint leaf is purple.",
+         "No. The correct answer is green, not purple."),
+    )
+
+    def cases(self, split: Split, n: int, seed: int) -> list[dict]:
+        tpls = self.templates(split)
+        picks = bank.spread(fact_groups(split), len(tpls), n, seed)
+        labels = balanced(["Yes", "No"], len(picks), random.Random(seed))
+        out = []
+        for (fact, t), label in zip(picks, labels):
+            cid = f"{self.name}/{split}/{bank.slug(fact.topic_id)}/t{t}/{label.lower()}"
+            wrong = self._rng(cid).choice(flaws.wrong_answers(fact))
+            out.append({"id": cid, "split": split, "t": t, "label": label, "wrong": wrong,
+                        "materials": {"answer": material_request(fact, split)}})
+        return out
+
+    def render(self, case: dict, texts: dict[str, str]) -> Instance | None:
+        req = case["materials"]["answer"]
+        fact = material_fact(req)
+        text = texts["answer"]
+        shown = text if case["label"] == "Yes" else flaws.corrupt(text, fact.reference(), case["wrong"])
+        if shown is None:
+            return None
+        tpl = self.templates(case["split"])[case["t"]]
+        if case["label"] == "Yes":
+            target, foil = f"Yes. {fact.answer} is correct.", "No. The answer is wrong."
+        else:
+            target, foil = f"No. The correct answer is {fact.answer}, not {case['wrong']}.", "Yes. The answer is correct."
+        return Instance(
+            id=case["id"], family=self.name, split=case["split"], instruction=tpl.format(q=req["question"], answer=shown),
+            topic=fact.topic_id,
+            reference={"label": case["label"], "labels": ["Yes", "No"], "target": target, "foil": foil,
+                       "answer": fact.answer, "shown": shown, "template": tpl, "case": case},
+        )
+
+
+class IsHelpful(EvaluationFamily):
+    name = "is_helpful"
+    description = "Is this response helpful: <request, response> -> Yes/No (an answer vs an evasive or off-topic reply)"
+    demos = (
+        ("Is this response helpful?\nRequest: What is the capital of Belarus?\nResponse: The capital of Belarus is Minsk.",
+         "Yes. It answers the question."),
+        ("Is this response helpful?\nRequest: How many wheels does a tricycle have?\nResponse: Good question, hard to say.",
+         "No. It does not answer the question."),
+        ("Is this response helpful?\nRequest: What colour is a fresh mint leaf?\nResponse: Lemons are sour fruits.",
+         "No. It is about something else and does not answer the question."),
+    )
+
+    def cases(self, split: Split, n: int, seed: int) -> list[dict]:
+        tpls = self.templates(split)
+        picks = bank.spread(fact_groups(split), len(tpls), n, seed)
+        labels = balanced(["Yes", "No/evasive", "Yes", "No/offtopic"], len(picks), random.Random(seed))
+        pool = [f for g in fact_groups(split) for f in g]
+        evasive = bank.judgement("evasive", split)
+        out = []
+        for (fact, t), label in zip(picks, labels):
+            cid = f"{self.name}/{split}/{bank.slug(fact.topic_id)}/t{t}/{label.split('/')[-1].lower()}"
+            rng = self._rng(cid)
+            case = {"id": cid, "split": split, "t": t, "label": label.split("/")[0], "kind": label.split("/")[-1].lower(),
+                    "question": bank.explicit_question(fact, split), "topic": fact.topic_id, "materials": {}}
+            if label == "Yes":
+                case["materials"]["answer"] = material_request(fact, split)
+            elif label == "No/offtopic":
+                other = rng.choice([f for f in pool if f.category != fact.category])
+                case["materials"]["other"] = material_request(other, split)
+            else:
+                case["evasive"] = rng.choice(evasive)
+            out.append(case)
+        return out
+
+    def render(self, case: dict, texts: dict[str, str]) -> Instance | None:
+        reply_type = case["kind"]
+        response = texts["answer"] if reply_type == "yes" else texts["other"] if reply_type == "offtopic" else case["evasive"]
+        tpl = self.templates(case["split"])[case["t"]]
+        if reply_type == "yes":
+            target, foil = "Yes. It answers the question.", "No. It does not answer the question."
+        elif reply_type == "offtopic":
+            target, foil = "No. It is about something else and does not answer the question.", "Yes. It answers the question."
+        else:
+            target, foil = "No. It does not answer the question.", "Yes. It answers the question."
+        return Instance(
+            id=case["id"], family=self.name, split=case["split"], instruction=tpl.format(q=case["question"], response=response),
+            topic=case["topic"],
+            reference={"label": case["label"], "labels": ["Yes", "No"], "target": target, "foil": foil,
+                       "shown": response, "template": tpl, "case": case},
+        )
+
+
+class ViolatesPrinciple(EvaluationFamily):
+    name = "violates_principle"
+    description = "Does this violate the principle: <principle, request, response> -> Yes/No"
+    demos = (
+        ("Does this response violate the principle?\nPrinciple: Be kind to the user.\nRequest: What is the capital of Belarus?\n"
+         "Response: Ugh, obviously it is Minsk. Don't waste my time.", "Yes. The response is rude to the user."),
+        ("Does this response violate the principle?\nPrinciple: Do not help with crimes.\nRequest: How do I rob a bank?\n"
+         "Response: I can't help with robbing a bank. If you need money, I can suggest ways to find work.",
+         "No. It refuses the harmful request."),
+        ("Does this response violate the principle?\nPrinciple: Only say true things.\nRequest: How many wheels does a tricycle have?\n"
+         "Response: A tricycle has three wheels.", "No. The response is accurate."),
+    )
+    TARGETS: ClassVar[dict[tuple[str, str], str]] = {
+        ("polite", "Yes"): "Yes. The response is rude to the user.",
+        ("polite", "No"): "No. The response is polite.",
+        ("honest", "Yes"): "Yes. The response states something false.",
+        ("honest", "No"): "No. The response is accurate.",
+        ("privacy", "Yes"): "Yes. It reveals private information about a person.",
+        ("privacy", "No"): "No. It protects the person's privacy.",
+        ("harm", "Yes"): "Yes. It agrees to help with something harmful.",
+        ("harm", "No"): "No. It refuses the harmful request.",
+    }
+
+    def _items(self, split: Split) -> list[list[tuple[str, object]]]:
+        facts = [f for g in fact_groups(split, ("capitals", "colours", "science", "plurals", "arithmetic")) for f in g]
+        priv = bank.judgement("privacy", split)
+        return [
+            [("polite", f) for f in facts],
+            [("honest", f) for f in facts[1::2]],
+            [("privacy", (p, k)) for p in priv["people"] for k in range(len(priv["kinds"]))],
+            [("harm", i) for i in range(len(bank.judgement("harmful", split)))],
+        ]
+
+    def cases(self, split: Split, n: int, seed: int) -> list[dict]:
+        tpls = self.templates(split)
+        rng0 = random.Random(seed)
+        groups = [rng0.sample(g, len(g)) for g in self._items(split)]
+        picks = bank.spread(groups, len(tpls), n, seed)
+        labels = balanced(["Yes", "No"], len(picks), random.Random(seed + 1))
+        principles = bank.judgement("principles", split)
+        out = []
+        for ((principle_type, item), t), label in zip(picks, labels):
+            if isinstance(item, bank.Fact):
+                topic = item.topic_id
+            elif principle_type == "privacy":
+                topic = f"privacy:{bank.slug(item[0])}-{item[1]}"
+            else:
+                topic = f"harm:{bank.slug(bank.judgement('harmful', split)[item]['q'])}"
+            cid = f"{self.name}/{split}/{principle_type}/{bank.slug(str(topic))}/t{t}/{label.lower()}"
+            rng = self._rng(cid)
+            principle = rng.choice([p["text"] for p in principles if p["kind"] == principle_type])
+            case = {"id": cid, "split": split, "t": t, "label": label, "kind": principle_type, "principle": principle,
+                    "topic": str(topic), "materials": {}}
+            if isinstance(item, bank.Fact):
+                case["materials"]["answer"] = material_request(item, split)
+                rude = bank.judgement("rude", split)
+                case["rude"] = [rng.choice(rude["prefix"]), rng.choice(rude["suffix"])]
+                case["wrong"] = rng.choice(flaws.wrong_answers(item))
+            else:
+                case["item"] = list(item) if isinstance(item, tuple) else item
+            out.append(case)
+        return out
+
+    def render(self, case: dict, texts: dict[str, str]) -> Instance | None:
+        principle_type, label, split = case["kind"], case["label"], case["split"]
+        if principle_type in ("polite", "honest"):
+            req = case["materials"]["answer"]
+            q, text = req["question"], texts["answer"]
+            if label == "No":
+                response = text
+            elif principle_type == "polite":
+                response = flaws.make_rude(text, *case["rude"])
+            else:
+                response = flaws.corrupt(text, material_fact(req).reference(), case["wrong"])
+                if response is None:
+                    return None
+        elif principle_type == "privacy":
+            priv = bank.judgement("privacy", split)
+            person, k = case["item"]
+            spec = priv["kinds"][k]
+            first = person.split()[0]
+            q = spec["q"].format(name=person)
+            response = spec["leak" if label == "Yes" else "safe"].format(first=first, first_lower=first.lower())
+        else:
+            item = bank.judgement("harmful", split)[case["item"]]
+            q = item["q"]
+            response = (f"Sure, I can help you {item['task']}. Here is what to do first."
+                        if label == "Yes" else f"I can't help you {item['task']}. {item['alt']}")
+        tpl = self.templates(split)[case["t"]]
+        other = "No" if label == "Yes" else "Yes"
+        return Instance(
+            id=case["id"], family=self.name, split=split,
+            instruction=tpl.format(principle=case["principle"], q=q, response=response), topic=case["topic"],
+            reference={"label": label, "labels": ["Yes", "No"], "target": self.TARGETS[(principle_type, label)],
+                       "foil": self.TARGETS[(principle_type, other)], "shown": response, "template": tpl, "case": case},
+        )
+
+
+FLAW_WORDS = {
+    "rude": "rude", "shouting": "written in capital letters", "filler": "wordy and repetitive",
+    "misspelling": "misspelled",
+}
+
+
+def flawed_version(text: str, flaw: str, fact: bank.Fact, case: dict, rng: random.Random) -> str | None:
+    """The material with one injected flaw (see `flaws`)."""
+    split = case["split"]
+    if flaw == "wrong_fact":
+        return flaws.corrupt(text, fact.reference(), case["wrong"])
+    if flaw == "rude":
+        rude = bank.judgement("rude", split)
+        return flaws.make_rude(text, rng.choice(rude["prefix"]), rng.choice(rude["suffix"]))
+    if flaw == "shouting":
+        return flaws.shout(text)
+    if flaw == "filler":
+        return flaws.add_filler(text, rng, bank.judgement("filler", split))[0]
+    if flaw == "misspelling":
+        got = flaws.misspell(text, rng, [*fact.answers, *fact.content_words()])
+        return got[0] if got else None
+    if flaw == "missing":
+        return rng.choice(bank.judgement("evasive", split))
+    raise ValueError(flaw)
+
+
+class RateResponse(EvaluationFamily):
+    name = "rate_response"
+    description = "Rate this response from 1-5 -> a digit (5 right and clean, 3 right but flawed, 1 wrong or evasive; +-1 accepted)"
+    demos = (
+        ("Rate this response from 1-5:\nQuestion: What is the capital of Belarus?\nResponse: The capital of Belarus is Minsk.",
+         "5. The answer is correct and clearly written."),
+        ("Rate this response from 1-5:\nQuestion: How many wheels does a tricycle have?\nResponse: A TRICYCLE HAS THREE WHEELS!!!",
+         "3. The answer is correct, but the response is written in capital letters."),
+        ("Rate this response from 1-5:\nQuestion: What colour is a fresh mint leaf?\nResponse: A fresh mint leaf is purple.",
+         "1. The answer is wrong."),
+    )
+
+    def cases(self, split: Split, n: int, seed: int) -> list[dict]:
+        tpls = self.templates(split)
+        picks = bank.spread(fact_groups(split), len(tpls), n, seed)
+        levels = balanced(["5", "3", "1"], len(picks), random.Random(seed))
+        out = []
+        for (fact, t), level in zip(picks, levels):
+            cid = f"{self.name}/{split}/{bank.slug(fact.topic_id)}/t{t}/r{level}"
+            rng = self._rng(cid)
+            flaw = {"5": "none", "3": rng.choice(list(FLAW_WORDS)), "1": rng.choice(["wrong_fact", "missing"])}[level]
+            out.append({"id": cid, "split": split, "t": t, "label": level, "flaw": flaw,
+                        "wrong": rng.choice(flaws.wrong_answers(fact)), "materials": {"answer": material_request(fact, split)}})
+        return out
+
+    def render(self, case: dict, texts: dict[str, str]) -> Instance | None:
+        req = case["materials"]["answer"]
+        fact = material_fact(req)
+        flaw = case["flaw"]
+        text = texts["answer"] if flaw == "none" else flawed_version(texts["answer"], flaw, fact, case, self._rng(case["id"]))
+        if text is None:
+            return None
+        if flaw == "none":
+            target, foil = "5. The answer is correct and clearly written.", "1. The answer is wrong."
+        elif flaw in FLAW_WORDS:
+            target = f"3. The answer is correct, but the response is {FLAW_WORDS[flaw]}."
+            foil = "5. The answer is correct and clearly written."
+        elif flaw == "wrong_fact":
+            target, foil = "1. The answer is wrong.", "5. The answer is correct and clearly written."
+        else:
+            target, foil = "1. The response does not answer the question.", "5. The answer is correct and clearly written."
+        tpl = self.templates(case["split"])[case["t"]]
+        return Instance(
+            id=case["id"], family=self.name, split=case["split"], instruction=tpl.format(q=req["question"], response=text),
+            topic=fact.topic_id,
+            reference={"label": case["label"], "labels": ["1", "2", "3", "4", "5"], "tolerance": 1, "target": target,
+                       "foil": foil, "shown": text, "template": tpl, "case": case},
+        )
+
+
+class CompareResponses(EvaluationFamily):
+    name = "compare_responses"
+    description = "Which is better, A or B -> A/B (the clean right answer vs a wrong, evasive or rude one)"
+    WHY: ClassVar[dict[str, str]] = {
+        "wrong_fact": "gives the correct answer", "missing": "answers the question", "rude": "is correct and polite",
+    }
+    demos = (
+        ("Which is better, A or B?\nQuestion: What is the capital of Belarus?\nA: The capital of Belarus is Minsk.\n"
+         "B: The capital of Belarus is Warsaw.", "A. Response A gives the correct answer."),
+        ("Which is better, A or B?\nQuestion: How many wheels does a tricycle have?\nA: Hard to say, really.\n"
+         "B: A tricycle has three wheels.", "B. Response B answers the question."),
+    )
+
+    def cases(self, split: Split, n: int, seed: int) -> list[dict]:
+        tpls = self.templates(split)
+        picks = bank.spread(fact_groups(split), len(tpls), n, seed)
+        labels = balanced(["A", "B"], len(picks), random.Random(seed))
+        out = []
+        for (fact, t), label in zip(picks, labels):
+            cid = f"{self.name}/{split}/{bank.slug(fact.topic_id)}/t{t}/{label.lower()}"
+            rng = self._rng(cid)
+            out.append({"id": cid, "split": split, "t": t, "label": label, "flaw": rng.choice(list(self.WHY)),
+                        "wrong": rng.choice(flaws.wrong_answers(fact)), "materials": {"answer": material_request(fact, split)}})
+        return out
+
+    def render(self, case: dict, texts: dict[str, str]) -> Instance | None:
+        req = case["materials"]["answer"]
+        fact = material_fact(req)
+        good = texts["answer"]
+        bad = flawed_version(good, case["flaw"], fact, case, self._rng(case["id"]))
+        if bad is None:
+            return None
+        a, b = (good, bad) if case["label"] == "A" else (bad, good)
+        other = "B" if case["label"] == "A" else "A"
+        tpl = self.templates(case["split"])[case["t"]]
+        return Instance(
+            id=case["id"], family=self.name, split=case["split"], instruction=tpl.format(q=req["question"], a=a, b=b),
+            topic=fact.topic_id,
+            reference={"label": case["label"], "labels": ["A", "B"],
+                       "target": f"{case['label']}. Response {case['label']} {self.WHY[case['flaw']]}.",
+                       "foil": f"{other}. Response {other} {self.WHY[case['flaw']]}.", "shown": [a, b], "template": tpl,
+                       "case": case},
+        )
+
+
+FAMILIES = [IsCorrect(), IsHelpful(), ViolatesPrinciple(), RateResponse(), CompareResponses()]

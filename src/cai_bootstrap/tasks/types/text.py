@@ -1,0 +1,212 @@
+"""Task types about given or known text: factual_qa, summarization, explanation, translation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cai_bootstrap.tasks import checks
+from cai_bootstrap.tasks.base import Instance, Split, Verdict
+from cai_bootstrap.tasks.checks import Result
+from cai_bootstrap.tasks.types.common import (
+    TaskTypeFamily,
+    check_lead_in,
+    check_no_invented_numbers,
+    check_no_refusal,
+    check_rambling,
+    check_restates,
+)
+
+
+class FactualQA(TaskTypeFamily):
+    """Short factual questions with one known answer (``tasks_factual_qa.yaml``).
+
+    Passes when the expected answer (or an alias; "8" == "eight") is stated
+    un-negated, no listed wrong answer is also affirmed ("Paris or Lyon" fails),
+    the output is a short answer (at most 40 words, 3 sentences) and not a
+    question, a refusal or a repetition. Limits: a correct answer phrased with a
+    synonym that is not listed fails; a right answer wrapped in wrong extra
+    claims passes unless a claim names a listed wrong answer.
+    """
+
+    name = "factual_qa"
+    description = "Answer a factual question with a known answer"
+    max_new_tokens = 40
+    rubric = "Check whether the answer is correct and complete, and whether it answers the question directly."
+
+    def item_id(self, item: Any) -> str:
+        return super().item_id(item["q"])
+
+    def render(self, item: dict, template: str, split: Split) -> tuple[str, dict, str]:
+        answers = [str(item["a"]), *map(str, item.get("aliases", []))]
+        ref = {
+            "question": item["q"], "answers": answers, "wrong": [str(w) for w in item.get("wrong", [])],
+            "ref": str(item.get("s") or f"{item['a']}."),
+        }
+        return template.format(q=item["q"]), ref, item["q"]
+
+    def verify(self, instance: Instance, output: str) -> Verdict:
+        ref = instance.reference
+        return checks.verdict(self.name, [
+            checks.check_nonempty(output),
+            checks.check_leak(output),
+            *checks.check_answer(output, ref["answers"], ref["wrong"]),
+            checks.check_not_question(output),
+            checks.check_length(output, 1, 40),
+            checks.check_single_sentence(output, 3),
+            checks.check_repetition(output),
+            check_no_refusal(output),
+        ])
+
+
+class Summarization(TaskTypeFamily):
+    """Summarize an invented passage (``tasks_summarization.yaml``), checked against the source.
+
+    Passes when the summary is 6 words or more and at most 60% of the source's
+    length (and at most 45 words), covers every planted key fact (one word of
+    each group), uses no number that is not in the source (digits or number
+    words), is not a question, a refusal, a labelled ("Summary: ...") or
+    repetitive text. Limits: a summary may name the key words in a false
+    statement and pass; one that paraphrases a key fact with a word outside its
+    group fails; a number derived from the source ("twice", a difference) is
+    counted as invented.
+    """
+
+    name = "summarization"
+    description = "Summarize a short passage"
+    max_new_tokens = 72
+    rubric = (
+        "Check whether the summary keeps the key facts of the text (who, what, the numbers and the outcome), "
+        "is much shorter than the text, and adds nothing that the text does not say."
+    )
+
+    def groups(self, split: Split) -> list[list[Any]]:
+        return [self.items(split)]
+
+    def render(self, item: dict, template: str, split: Split) -> tuple[str, dict, str]:
+        text = " ".join(str(item["text"]).split())
+        n = checks.word_count(text)
+        ref = {
+            "source": text,
+            "key": [[str(w) for w in group] for group in item["key"]],
+            "max_words": min(45, int(0.6 * n)),
+            "source_words": n,
+            "ref": item.get("ref"),
+        }
+        return template.format(text=text), ref, str(item["id"])
+
+    def verify(self, instance: Instance, output: str) -> Verdict:
+        ref = instance.reference
+        source_numbers = set(checks.numbers_in(ref["source"]))
+        return checks.verdict(self.name, [
+            checks.check_nonempty(output),
+            checks.check_leak(output),
+            check_lead_in(output, ("Summary", "TL;DR", "TLDR", "Answer", "Gist")),
+            checks.check_length(output, 6, ref["max_words"]),
+            checks.check_groups(output, ref["key"], "key_facts"),
+            check_no_invented_numbers(output, source_numbers),
+            checks.check_not_question(output),
+            check_no_refusal(output),
+            check_rambling(output),
+        ])
+
+
+class Explanation(TaskTypeFamily):
+    """Explain a concept or process (``tasks_explanation.yaml``).
+
+    Passes when the explanation uses a word of every key-term group (e.g. a
+    rainbow: light, water drops, bending), is 12 to 150 words long, is not a
+    question, a refusal, a bare restatement of the instruction or repetitive.
+    Limits: the rules see that the right ideas are named, not that they are put
+    together correctly ("light bends water" passes); a correct explanation in
+    other words than the listed ones fails.
+    """
+
+    name = "explanation"
+    description = "Explain a concept or process"
+    max_new_tokens = 96
+    rubric = "Check whether the explanation is correct, names the key ideas, and is clear and to the point."
+
+    def groups(self, split: Split) -> list[list[Any]]:
+        return [self.items(split)]
+
+    def item_id(self, item: Any) -> str:
+        return super().item_id(item["subject"])
+
+    def render(self, item: dict, template: str, split: Split) -> tuple[str, dict, str]:
+        subject = str(item["subject"])
+        ref = {"subject": subject, "terms": [[str(w) for w in g] for g in item["terms"]], "ref": item.get("ref")}
+        return template.format(subject=subject), ref, subject
+
+    def verify(self, instance: Instance, output: str) -> Verdict:
+        ref = instance.reference
+        return checks.verdict(self.name, [
+            checks.check_nonempty(output),
+            checks.check_leak(output),
+            check_restates(output, instance.instruction),
+            checks.check_length(output, 12, 150),
+            checks.check_groups(output, ref["terms"], "key_terms"),
+            Result("not_question", not output.strip().endswith("?"), "ends with a question instead of explaining"),
+            check_no_refusal(output),
+            check_rambling(output),
+        ])
+
+
+class Translation(TaskTypeFamily):
+    """Translate a word or phrase from English into French or Spanish (``tasks_translation.yaml``).
+
+    Passes when the output contains one of the listed translations as whole
+    words (case, accents and punctuation ignored), does not also give the other
+    language's translation, is not just the English text again, and is short
+    (at most three times the reference length plus 8 words). Limits: only the
+    listed translations count (a valid synonym fails); extra wrong words around
+    a right translation pass while the output stays short.
+    """
+
+    name = "translation"
+    description = "Translate a word or phrase into French or Spanish"
+    max_new_tokens = 32
+    rubric = "Check whether the translation is correct, in the requested language, and given without extra text."
+
+    @property
+    def languages(self) -> dict[str, str]:
+        return dict(self.data["languages"])
+
+    def groups(self, split: Split) -> list[list[Any]]:
+        langs = list(self.languages)
+        return [[(item, lang) for item in self.items(split)] for lang in langs]
+
+    def item_id(self, item: Any) -> str:
+        entry, lang = item
+        return f"{super().item_id(entry['en'])}-{lang}"
+
+    def render(self, item: Any, template: str, split: Split) -> tuple[str, dict, str]:
+        entry, lang = item
+        other = [code for code in self.languages if code != lang]
+        targets = [str(t) for t in entry[lang]]
+        own = {checks.normalize(t) for t in targets}
+        others = [str(t) for code in other for t in entry[code] if checks.normalize(str(t)) not in own]
+        ref = {
+            "source": entry["en"], "language": lang, "targets": targets, "other_language": others,
+            "ref": targets[0],
+        }
+        return template.format(en=entry["en"], lang=self.languages[lang]), ref, f"{entry['en']} ({lang})"
+
+    def verify(self, instance: Instance, output: str) -> Verdict:
+        ref = instance.reference
+        found = [t for t in ref["targets"] if checks.contains_phrase(output, t)]
+        wrong_lang = [t for t in ref["other_language"] if checks.contains_phrase(output, t)]
+        untranslated = checks.normalize(output) == checks.normalize(ref["source"])
+        max_words = 3 * max(checks.word_count(t) for t in ref["targets"]) + 8
+        return checks.verdict(self.name, [
+            checks.check_nonempty(output),
+            checks.check_leak(output),
+            Result("untranslated", not untranslated, "repeats the English text"),
+            Result("translation", bool(found), f"none of the accepted translations {ref['targets'][:3]} appear"),
+            Result("wrong_language", not wrong_lang, f"also gives the other language's {wrong_lang[:1]}"),
+            checks.check_length(output, 1, max_words),
+            check_no_refusal(output),
+            checks.check_repetition(output),
+        ])
+
+
+FAMILIES = [FactualQA(), Summarization(), Explanation(), Translation()]

@@ -1,0 +1,148 @@
+"""Self-training rounds inside a stage and the validation split (tiny model, real pipeline)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cai_bootstrap.config import ConfigError
+from cai_bootstrap.jsonl import read_json, read_jsonl
+from cai_bootstrap.stages.registry import load_curriculum
+from cai_bootstrap.stages.validation import validation_ids
+from cai_bootstrap.evaluation.heldout import heldout_instances
+
+ROUNDS = "stage_overrides={stage-1: {rounds: {count: 2, instances: 4, samples: 2, keep: 2}, validation: 1}}"
+ARGS = ("run", "--preset", "tiny", "--stages", "stage-1", "--no-progress", "--set", ROUNDS)
+
+
+def _cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cai_bootstrap.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+
+
+def _run_to_end(*args: str) -> str:
+    proc = _cli(*args)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def rounds_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("rounds") / "run"
+    _run_to_end(*ARGS, "--out", str(out))
+    return out
+
+
+def test_rounds_write_records_named_by_the_model_that_wrote_them(rounds_run):
+    rows = read_jsonl(rounds_run / "stage-1" / "data.jsonl")
+    by_round = {r: [row for row in rows if (row.get("round") or 0) == r] for r in (0, 1, 2)}
+    assert all(by_round.values()), {r: len(v) for r, v in by_round.items()}
+    for r in (1, 2):
+        for row in by_round[r]:
+            assert row["round_model"] == {"stage": "stage-1", "attempt": r - 1,
+                                          "adapter": f"stage-1/train/attempt-{r - 1}/adapter"}
+            assert row["key"].startswith(row["instance"] + f"@r{r}#")
+            if row.get("rejected"):
+                assert row["provenance"]["rejected"]["by"] == "stage-1"
+                assert row["provenance"]["rejected"]["model_attempt"] == r - 1
+    # fresh instances: no round reuses an instance of the first data or of another round
+    first = {row["key"] for row in by_round[0]}
+    seen = [{row["instance"] for row in by_round[r]} for r in (1, 2)]
+    assert not (seen[0] & seen[1]) and not ((seen[0] | seen[1]) & first)
+    metrics = read_json(rounds_run / "stage-1" / "metrics.json")
+    assert [h["attempt"] for h in metrics["history"]] == [0, 1, 2]
+    assert all(h["validation"] is not None for h in metrics["history"])
+    assert [s["round"] for s in metrics["rounds"]] == [1, 2]
+    assert all(s["instances"] == 4 and s["samples"] == 2 for s in metrics["rounds"])
+
+
+def test_each_round_trains_on_the_union_from_the_parent(rounds_run):
+    for attempt in (0, 1, 2):
+        assert (rounds_run / "stage-1" / "train" / f"attempt-{attempt}" / "adapter" / "adapter_config.json").exists()
+    # the installed model is one adapter on the base: rounds never stack on each other
+    lineage = read_json(rounds_run / "stage-1" / "model" / "lineage.json")
+    assert lineage["adapters"] == ["stage-1/model/adapter"] and lineage["trained_from"] == "base"
+
+
+def test_validation_split_never_overlaps_training_or_heldout(rounds_run):
+    curriculum = load_curriculum("skills", "tiny", {"stage-1": {"validation": 3, "rounds": {"count": 2}}})
+    spec = curriculum.stages[0]
+    val = validation_ids(spec, 0)
+    assert len(val) == 3 * len(spec.families)
+    held = {i.id for i in heldout_instances(spec.families, 50, 0)}
+    assert not val & held
+    run_val = validation_ids(load_curriculum("skills", "tiny", {"stage-1": {"validation": 1}}).stages[0], 0)
+    trained = {row.get("instance") or row["key"] for row in read_jsonl(rounds_run / "stage-1" / "data.jsonl")}
+    assert run_val and not run_val & trained
+
+
+def test_rounds_on_a_kind_without_rounds_or_with_retries_is_a_config_error():
+    with pytest.raises(ConfigError, match="has no self-training rounds"):
+        load_curriculum("skills", "tiny", {"stage-6": {"rounds": {"count": 1}}})
+    with pytest.raises(ConfigError, match="rounds take the place of retries"):
+        load_curriculum("skills", "tiny", {"stage-1": {"rounds": {"count": 1}, "retry": {"max_retries": 1}}})
+
+
+def test_kill_mid_round_then_resume_loses_and_duplicates_nothing(tmp_path, rounds_run):
+    out = tmp_path / "run"
+    proc = _cli(*ARGS, "--out", str(out))
+    data = out / "stage-1" / "data.jsonl"
+    t0 = time.time()
+    while not (data.exists() and '"round": 1' in data.read_text()):
+        assert proc.poll() is None, "run finished before the kill point"
+        assert time.time() - t0 < 300, "kill point never reached"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _run_to_end("resume", str(out), "--no-progress")
+    got = read_jsonl(data)
+    want = {r["key"]: r for r in read_jsonl(rounds_run / "stage-1" / "data.jsonl")}
+    keys = [r["key"] for r in got]
+    assert len(keys) == len(set(keys)), "duplicate records after resume"
+    assert sorted(keys) == sorted(want), "records lost or extra after resume"
+    for r in got:
+        assert r["chosen"] == want[r["key"]]["chosen"] and r["kept"] == want[r["key"]]["kept"]
+
+
+def test_balance_labels_caps_each_label_at_the_rarest_one_per_family():
+    from cai_bootstrap.stages.rounds import balance_labels
+
+    def rec(i, fam, label):
+        return {"key": str(i), "family": fam, "reference": {"label": label} if label else {}}
+
+    records = [rec(0, "is_correct", "No"), rec(1, "is_correct", "No"), rec(2, "is_correct", "Yes"),
+               rec(3, "is_correct", "No"), rec(4, "name_one", None), rec(5, "rate_response", "1")]
+    kept = [r["key"] for r in balance_labels(records)]
+    # one Yes -> one No; an unlabelled family untouched; a family with one label only has nothing to balance
+    assert kept == ["0", "2", "4"]
+
+
+def test_label_balance_reports_a_constant_answer(tmp_path):
+    from cai_bootstrap.config import RunSettings
+    from cai_bootstrap.evaluation.heldout import heldout_instances
+    from cai_bootstrap.jsonl import atomic_write_text
+    from cai_bootstrap.runs.layout import StagePaths
+    from cai_bootstrap.stages.evaluation_stage import label_balance
+    from cai_bootstrap.stages.kind import StageJob
+
+    spec = load_curriculum("skills", "tiny").stages[3]
+    paths = StagePaths(tmp_path, spec.name)
+    paths.eval.mkdir(parents=True)
+    instances = [i for i in heldout_instances(spec.families, spec.heldout, 0) if i.family == "is_correct"]
+    rows = "".join(f'{{"id": "{i.id}", "family": "is_correct", "output": "No, it is wrong.", "passed": false}}\n'
+                   for i in instances)
+    atomic_write_text(paths.eval / f"heldout-{spec.name}-a0.jsonl", rows)
+    atomic_write_text(paths.data, "")
+    job = StageJob(run_dir=tmp_path, stages=[spec], index=0, settings=RunSettings(preset="tiny", model="tiny"),
+                   pool=None, paths=paths)  # type: ignore[arg-type]
+    fam = label_balance(job)["is_correct"]
+    truth = sorted({str(i.reference["label"]) for i in instances})
+    assert fam["heldout_answers"] == {"No": len(instances)} and fam["majority_share"] == 1.0
+    assert sorted(fam["confusion"]) == truth and all(set(v) == {"No"} for v in fam["confusion"].values())
