@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +21,45 @@ class JsonlError(ValueError):
     """A JSONL file has a line that is not a JSON object."""
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write a file so readers see the old or the new content, never a mix."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file so readers see the old or the new content, never a mix."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def replace_dir(target: str | Path, fill: Callable[[Path], None]) -> Path:
+    """Build a directory with ``fill(tmp)`` in ``<target>.partial``, then swap it in for ``target``.
+
+    A reader (or a resumed run) sees the old directory or the new one, never half of one;
+    a leftover ``.partial`` or ``.old`` from a killed process is removed first.
+    """
+    target = Path(target)
+    tmp, old = target.with_name(target.name + ".partial"), target.with_name(target.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    fill(tmp)
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, target)
+    return target
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

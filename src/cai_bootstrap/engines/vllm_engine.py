@@ -32,13 +32,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cai_bootstrap.engines.base import Engine, SamplingParams
 from cai_bootstrap.engines.transformers_engine import batch_seed
+from cai_bootstrap.jsonl import replace_dir
 from cai_bootstrap.models.loading import (
     ensure_embedded_converted,
     load_base,
@@ -99,12 +98,11 @@ def _tree_digest(paths: list[str]) -> str:
 
 
 def _save_atomic(model, tokenizer, target: Path) -> None:
-    tmp = target.with_name(target.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    os.replace(tmp, target)
+    def save(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    replace_dir(target, save)
 
 
 def materialize_base(ref: str, seed: int = 0, dtype: str | None = None) -> str:
@@ -257,7 +255,10 @@ class VLLMEngine(Engine):
 
         self.llm = None
         try:
-            from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+            from vllm.distributed.parallel_state import (
+                destroy_distributed_environment,
+                destroy_model_parallel,
+            )
 
             destroy_model_parallel()
             destroy_distributed_environment()

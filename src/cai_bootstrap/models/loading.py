@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from cai_bootstrap.jsonl import replace_dir
 from cai_bootstrap.models.registry import REGISTRY, converted_path, is_cached
 
 log = logging.getLogger(__name__)
@@ -116,14 +117,11 @@ def ensure_embedded_converted(name: str = "gemma-3-270m", progress: bool = True)
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = target.with_name(target.name + ".partial")
-    if tmp.exists():
-        import shutil
+    def save(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
 
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    os.replace(tmp, target)
+    replace_dir(target, save)
     gguf_path.unlink(missing_ok=True)
     log.warning("Cached %s at %s in %.0f s", name, target, time.time() - t0)
     return target

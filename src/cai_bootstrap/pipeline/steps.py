@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from cai_bootstrap.config import RunSettings, StageSpec
-from cai_bootstrap.jsonl import atomic_write_json, iter_jsonl, read_json
+from cai_bootstrap.jsonl import atomic_write_json, iter_jsonl, read_json, replace_dir
 from cai_bootstrap.models.loading import LINEAGE_FILE, load_model
 from cai_bootstrap.pipeline.setup import RunError
 from cai_bootstrap.runs.layout import StagePaths, StageStatus, now_iso
@@ -194,19 +194,11 @@ def install_model(run_dir: Path, settings: RunSettings, previous: str | None, na
     depth = os.path.relpath(run_dir, paths.model)
     if depth != os.path.join("..", ".."):  # read_lineage's default: <run>/<stage>/model
         lineage["run_dir"] = depth
-    tmp = paths.model.with_name("model.partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    shutil.copytree(adapter, tmp / "adapter")
-    atomic_write_json(tmp / LINEAGE_FILE, lineage)
-    if paths.model.exists():
-        old = paths.model.with_name("model.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(paths.model, old)
-        os.replace(tmp, paths.model)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, paths.model)
+    def fill(tmp: Path) -> None:
+        shutil.copytree(adapter, tmp / "adapter")
+        atomic_write_json(tmp / LINEAGE_FILE, lineage)
+
+    replace_dir(paths.model, fill)
 
 
 def train_and_install(job: StageJob, name: str, records: Callable[[], list[dict]]) -> None:

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from cai_bootstrap.jsonl import atomic_write_text
+from cai_bootstrap.jsonl import atomic_write_bytes, atomic_write_text
 from cai_bootstrap.report.html import render_html
 from cai_bootstrap.report.load import load_run
 from cai_bootstrap.report.markdown import ASSETS_DIR, render_markdown
 from cai_bootstrap.report.plots import render_plots
 from cai_bootstrap.report.plots_common import Plot
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def render_report(run_dir: str | Path) -> tuple[str, str, dict[str, Plot | str]]:
@@ -43,7 +28,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     written = set()
     for p in plots.values():
         if isinstance(p, Plot):
-            _atomic_write_bytes(assets / f"{p.key}.png", p.png)
+            atomic_write_bytes(assets / f"{p.key}.png", p.png)
             written.add(f"{p.key}.png")
     for stale in assets.glob("*.png"):  # plots that no longer apply (the directory is the report's own)
         if stale.name not in written:

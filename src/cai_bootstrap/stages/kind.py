@@ -25,9 +25,12 @@ from rich.console import Console
 from cai_bootstrap.config import ConfigError, RunSettings, StageSpec, format_validation_error
 from cai_bootstrap.evaluation.gates import GateResult, heldout_gate
 from cai_bootstrap.evaluation.heldout import HeldoutScore, evaluate_heldout, heldout_instances
+from cai_bootstrap.evaluation.knowledge import KnowledgeSplit, fact_of, probe_facts, split_by_knowledge
+from cai_bootstrap.jsonl import iter_jsonl
 from cai_bootstrap.runs.layout import StagePaths
 from cai_bootstrap.runs.pool import ModelPool
 from cai_bootstrap.stages.context import StageContext
+from cai_bootstrap.tasks.base import Instance
 
 
 @dataclass
@@ -105,6 +108,16 @@ def earlier_heldout(job: StageJob, model: str, rows_file: Callable[[StageSpec], 
     return out
 
 
+def knowledge_split(job: StageJob, instances: list[Instance], rows_file: Path) -> KnowledgeSplit | None:
+    """The stage model's held-out success on facts the base model knows and does not know
+    (`evaluation.knowledge`); None when no held-out case carries a fact."""
+    if not any(fact_of(inst) for inst in instances):
+        return None
+    probes = probe_facts(job.pool.get("base"), instances, job.run_dir / "knowledge" / "base.jsonl",
+                         seed=job.settings.seed, progress=job.progress)
+    return split_by_knowledge(list(iter_jsonl(rows_file)), instances, probes)
+
+
 class StageKind:
     """A kind of stage. Subclasses set ``name`` and ``build``; the rest has defaults."""
 
@@ -169,7 +182,11 @@ class StageKind:
         )
         retained = earlier_heldout(job, spec.name, lambda e: f"retained-{e.name}-a{job.attempt}.jsonl")
         gate = heldout_gate(spec, score, str(paths.eval))
-        return StageEvaluation(gate, score, base, {name: s.model_dump() for name, s in retained.items()})
+        evaluation = StageEvaluation(gate, score, base, {name: s.model_dump() for name, s in retained.items()})
+        split = knowledge_split(job, instances, paths.eval / f"heldout-{spec.name}-a{job.attempt}.jsonl")
+        if split is not None:
+            evaluation.extra["heldout_by_knowledge"] = split.model_dump()
+        return evaluation
 
     def extra_records(self, spec: StageSpec, paths: StagePaths, n_own: int, seed: int) -> dict[str, list[dict]]:
         """Training records beyond the stage's own and the replay, by label (e.g. helpful samples)."""

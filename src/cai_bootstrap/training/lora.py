@@ -13,12 +13,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import torch
 
+from cai_bootstrap.jsonl import replace_dir
 from cai_bootstrap.training.settings import LoraSettings, QuantizationUnavailable
 
 
@@ -134,14 +133,9 @@ def save_adapter(peft_model, target: str | Path, dtype: torch.dtype | None = Non
         k: (v.detach().to(dtype) if "lora_" in k and v.is_floating_point() else v)
         for k, v in peft_model.state_dict().items()
     }
-    partial = target.with_name(target.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    peft_model.save_pretrained(str(partial), selected_adapters=["default"], state_dict=state)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(partial, target)
-    return target
+    return replace_dir(
+        target, lambda tmp: peft_model.save_pretrained(str(tmp), selected_adapters=["default"], state_dict=state)
+    )
 
 
 def load_adapter_weights(peft_model, adapter_dir: str | Path) -> None:

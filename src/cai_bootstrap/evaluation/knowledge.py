@@ -1,0 +1,122 @@
+"""Does the base model know a held-out fact? A few-shot cloze probe, sampled (Gekhman et al. 2024).
+
+A held-out case built on a fact the base model never produces measures knowledge, not the
+skill a stage teaches: no instruction tuning can supply "Au" to a model that never saw it.
+So each fact-bearing case (reference ``sentence`` containing one of its ``answers``: "The
+capital of Ireland is Dublin.") is probed on the *base* model: three hand-written fact
+sentences, then the case's sentence cut before its answer ("The capital of Ireland is"),
+sampled ``k`` times at ``temperature`` and once greedily. A fact is ``known`` when any
+continuation starts with an accepted answer, as Gekhman et al. call a fact unknown when
+the model is never right.
+
+Results are cached per fact in ``<run>/knowledge/<model>.jsonl`` (one probe per fact per
+run), and a stage's held-out score is reported apart for known and unknown facts.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from cai_bootstrap.engines.base import Engine, SamplingParams
+from cai_bootstrap.jsonl import JsonlAppender, iter_jsonl
+from cai_bootstrap.tasks.base import Instance
+
+#: hand-written, and about facts no held-out case asks (the held-out banks are disjoint)
+DEMOS = ("The capital of France is Paris.", "The opposite of hot is cold.", "A baby dog is called a puppy.")
+
+
+class FactProbe(BaseModel):
+    fact: str  # "<category>/<key>"
+    prefix: str
+    answers: list[str]
+    known: bool
+    greedy_correct: bool
+    hits: int
+    k: int
+    samples: list[str]
+
+
+class KnowledgeSplit(BaseModel):
+    """Held-out success on cases whose fact the base model knows, does not know, or that carry no fact."""
+
+    known: dict[str, float | int]
+    unknown: dict[str, float | int]
+    no_fact: dict[str, float | int]
+    unknown_facts: list[str]
+
+
+def fact_of(instance: Instance) -> tuple[str, str, list[str]] | None:
+    """(fact id, cloze prefix, accepted answers) of a fact-bearing case, else None."""
+    ref = instance.reference
+    sentence, answers = ref.get("sentence"), ref.get("answers") or []
+    if not sentence or not answers or "category" not in ref:
+        return None
+    for answer in answers:
+        at = sentence.lower().find(answer.lower())
+        if at > 0:
+            return f"{ref['category']}/{ref.get('key')}", sentence[:at].rstrip(), list(answers)
+    return None
+
+
+def _starts_with_answer(text: str, answers: list[str]) -> bool:
+    head = text.strip().lower()
+    head = re.sub(r"^(a|an|the)\s+", "", head)
+    return any(re.match(rf"{re.escape(a.lower())}\b", head) for a in answers)
+
+
+def probe_facts(
+    engine: Engine, instances: list[Instance], cache: Path, *, k: int = 8, temperature: float = 0.8,
+    seed: int = 0, progress: bool = False,
+) -> dict[str, FactProbe]:
+    """Probe every fact of ``instances`` not yet in ``cache`` (appended there); all probes by fact id."""
+    done = {row["fact"]: FactProbe.model_validate(row) for row in iter_jsonl(cache)} if cache.exists() else {}
+    todo: dict[str, tuple[str, list[str]]] = {}
+    for inst in instances:
+        fact = fact_of(inst)
+        if fact and fact[0] not in done:
+            todo[fact[0]] = (fact[1], fact[2])
+    if todo:
+        ids = list(todo)
+        prompts = ["\n".join(DEMOS) + "\n" + todo[i][0] for i in ids]
+        stop = ["\n", "."]
+        sampled = engine.generate(prompts, SamplingParams(max_new_tokens=8, temperature=temperature, top_p=0.95,
+                                                          n=k, seed=seed, stop=stop), progress=progress,
+                                  desc="knowledge probe (sampled)")
+        greedy = engine.generate(prompts, SamplingParams(max_new_tokens=8, temperature=0.0, seed=seed, stop=stop),
+                                 progress=progress, desc="knowledge probe (greedy)")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with JsonlAppender(cache) as out:
+            for fact_id, samples, (g,) in zip(ids, sampled, greedy):
+                prefix, answers = todo[fact_id]
+                hits = sum(_starts_with_answer(s, answers) for s in samples)
+                greedy_ok = _starts_with_answer(g, answers)
+                probe = FactProbe(fact=fact_id, prefix=prefix, answers=answers, known=hits > 0 or greedy_ok,
+                                  greedy_correct=greedy_ok, hits=hits, k=k, samples=[g, *samples])
+                out.append(probe.model_dump())
+                done[fact_id] = probe
+    return done
+
+
+def split_by_knowledge(rows: list[dict], instances: list[Instance], probes: dict[str, FactProbe]) -> KnowledgeSplit:
+    """Held-out rows (``id``, ``passed``) grouped by whether the base model knows each case's fact."""
+    by_id = {inst.id: inst for inst in instances}
+    groups: dict[str, list[bool]] = {"known": [], "unknown": [], "no_fact": []}
+    unknown: set[str] = set()
+    for row in rows:
+        inst = by_id.get(row["id"])
+        fact = fact_of(inst) if inst else None
+        if fact is None or fact[0] not in probes:
+            groups["no_fact"].append(bool(row["passed"]))
+        elif probes[fact[0]].known:
+            groups["known"].append(bool(row["passed"]))
+        else:
+            groups["unknown"].append(bool(row["passed"]))
+            unknown.add(fact[0])
+
+    def summary(values: list[bool]) -> dict[str, float | int]:
+        return {"n": len(values), "passed": sum(values), "rate": sum(values) / len(values) if values else 0.0}
+
+    return KnowledgeSplit(**{name: summary(v) for name, v in groups.items()}, unknown_facts=sorted(unknown))
