@@ -146,3 +146,27 @@ def test_label_balance_reports_a_constant_answer(tmp_path):
     truth = sorted({str(i.reference["label"]) for i in instances})
     assert fam["heldout_answers"] == {"No": len(instances)} and fam["majority_share"] == 1.0
     assert sorted(fam["confusion"]) == truth and all(set(v) == {"No"} for v in fam["confusion"].values())
+
+
+def test_report_and_metrics_show_rounds_intervals_and_knowledge(rounds_run):
+    from cai_bootstrap.report import write_report
+
+    metrics = read_json(rounds_run / "stage-1" / "metrics.json")
+    split = metrics["heldout_by_knowledge"]
+    total = sum(fs["n"] for fs in metrics["heldout"]["per_family"].values())
+    assert split["known"]["n"] + split["unknown"]["n"] + split["no_fact"]["n"] == total
+    assert split["known"]["n"] + split["unknown"]["n"] > 0  # stage 1 has fact questions
+    probes = read_jsonl(rounds_run / "knowledge" / "base.jsonl")
+    assert len({p["fact"] for p in probes}) == len(probes) > 0  # one probe per fact, cached
+    md, _ = write_report(rounds_run)
+    text = Path(md).read_text()
+    assert "#### Rounds of self-training" in text and "stage-1 attempt 1" in text
+    assert "Held-out success by what the base model knows" in text
+
+
+def test_wilson_interval():
+    from cai_bootstrap.report.tables import wilson
+
+    lo, hi = wilson(50, 100)
+    assert 0.40 < lo < 0.41 and 0.59 < hi < 0.60
+    assert wilson(0, 0) == (0.0, 0.0) and wilson(10, 10)[1] == 1.0

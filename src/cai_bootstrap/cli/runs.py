@@ -152,7 +152,7 @@ def _status_table(run_dir: Path) -> None:
         control_v = f"{control['mean']:.1%}" if control.get("mean") is not None else "-"
         threshold = get_kind(spec.kind).gate_label(spec)
         total = st.timings.get("total_s")
-        attempt = str(st.attempt)
+        attempt = f"round {st.attempt}/{spec.rounds.count}" if spec.rounds.count else str(st.attempt)
         if m.get("selected_attempt") is not None:
             attempt += f" (kept {m['selected_attempt']})"
         table.add_row(

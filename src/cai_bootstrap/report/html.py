@@ -18,6 +18,8 @@ from cai_bootstrap.report.tables import (
     clip,
     cost_table,
     family_table,
+    knowledge_table,
+    rounds_table,
     provenance_text,
     retained_table,
     run_facts,
@@ -219,6 +221,12 @@ def _stage(s: StageData) -> str:
         fam = family_table(s)
         if fam:
             parts.append("<h4>Held-out success per family</h4>" + html_table(fam))
+        rounds = rounds_table(s)
+        if rounds:
+            parts.append("<h4>Rounds of self-training</h4>" + html_table(rounds))
+        knowledge = knowledge_table(s)
+        if knowledge:
+            parts.append("<h4>Held-out success by what the base model knows</h4>" + html_table(knowledge))
         safety = safety_table(s)
         if safety:
             parts.append("<h4>Safety before / after</h4>" + html_table(safety))

@@ -17,6 +17,8 @@ from cai_bootstrap.report.tables import (
     clip,
     cost_table,
     family_table,
+    knowledge_table,
+    rounds_table,
     provenance_text,
     retained_table,
     run_facts,
@@ -111,6 +113,12 @@ def _stage(s: StageData) -> list[str]:
     fam = family_table(s)
     if fam:
         out += ["#### Held-out success per family", "", md_table(fam), ""]
+    rounds = rounds_table(s)
+    if rounds:
+        out += ["#### Rounds of self-training", "", md_table(rounds), ""]
+    knowledge = knowledge_table(s)
+    if knowledge:
+        out += ["#### Held-out success by what the base model knows", "", md_table(knowledge), ""]
     safety = safety_table(s)
     if safety:
         out += ["#### Safety before / after", "", md_table(safety), ""]

@@ -147,6 +147,55 @@ def family_table(s: StageData) -> Table | None:
     return Table(headers, rows)
 
 
+def wilson(passed: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson interval of a share: at 100 cases one case is a point, and the interval says how many."""
+    if n <= 0:
+        return 0.0, 0.0
+    p = passed / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rounds_table(s: StageData) -> Table | None:
+    """Per attempt of a stage with self-training rounds: who wrote the new data, how much of it
+    passed, and the model's held-out (with a 95% interval) and validation success."""
+    m = s.metrics or {}
+    if not m.get("rounds") and not any("validation" in h for h in m.get("history", [])):
+        return None
+    rounds = {r["round"]: r for r in m.get("rounds", [])}
+    n = sum(fs.n for fs in s.heldout.per_family.values()) if s.heldout else 0
+    rows: list[list[str | Cell]] = []
+    for h in m.get("history", []):
+        a = h["attempt"]
+        r = rounds.get(a)
+        lo, hi = wilson(round(h["value"] * n), n)
+        rows.append([
+            str(a),
+            f"{s.name} attempt {a - 1}" if r else "earlier models (first data)",
+            num(r["instances"]) if r else "–",
+            f"{pct(r['pass_at_k'])} (pass@{r['samples']})" if r and r.get("pass_at_k") is not None else "–",
+            num(r["kept"]) if r else "–",
+            Cell(f"{pct(h['value'])} [{pct(lo, 0)}, {pct(hi, 0)}]", "good" if h.get("passed") else ""),
+            pct(h.get("validation")) if h.get("validation") is not None else "–",
+        ])
+    return Table(["Attempt", "New data written by", "Fresh instances", "Passing (writer)", "Records kept",
+                  "Held-out [95% CI]", "Validation"], rows, text_columns={0, 1})
+
+
+def knowledge_table(s: StageData) -> Table | None:
+    """Held-out success on facts the base model knows / does not know (`evaluation.knowledge`)."""
+    split = (s.metrics or {}).get("heldout_by_knowledge")
+    if not split:
+        return None
+    rows: list[list[str | Cell]] = []
+    for key, label in (("known", "fact the base model knows"), ("unknown", "fact the base model never produced"),
+                       ("no_fact", "no fact to know")):
+        g = split[key]
+        rows.append([label, num(g["n"]), f"{pct(g['rate'])} ({g['passed']}/{g['n']})" if g["n"] else "–"])
+    return Table(["Held-out cases", "Cases", "Stage model"], rows)
+
+
 def retained_table(run: RunData) -> Table | None:
     rows, cols, values = retained_matrix(run)
     if not rows:
