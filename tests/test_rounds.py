@@ -170,3 +170,21 @@ def test_wilson_interval():
     lo, hi = wilson(50, 100)
     assert 0.40 < lo < 0.41 and 0.59 < hi < 0.60
     assert wilson(0, 0) == (0.0, 0.0) and wilson(10, 10)[1] == 1.0
+
+
+def test_heldout_known_replaces_unknown_facts_before_any_stage_runs(tmp_path):
+    from cai_bootstrap.stages.heldout_sets import stage_heldout
+
+    out = tmp_path / "run"
+    _run_to_end("run", "--preset", "tiny", "--stages", "stage-1", "--no-progress", "--out", str(out),
+                "--set", "stage_overrides={stage-1: {heldout_known: true, heldout: 3}}")
+    plan = read_json(out / "knowledge" / "heldout.json")["stage-1"]
+    spec = load_curriculum("skills", "tiny", {"stage-1": {"heldout_known": True, "heldout": 3}}).stages[0]
+    probes = {p["fact"]: p for p in read_jsonl(out / "knowledge" / "base.jsonl")}
+    assert plan["unknown_facts"] == sorted(f for f, p in probes.items() if not p["known"])
+    chosen = stage_heldout(out, spec, 0)
+    assert plan["cases"] == len(chosen) == 3 * len(spec.families)  # never fewer cases per family
+    rows = read_jsonl(out / "stage-1" / "eval" / "heldout-stage-1-a0.jsonl")
+    assert sorted(r["id"] for r in rows) == sorted(i.id for i in chosen)  # the gate scored the planned set
+    plain = {i.id for i in heldout_instances(spec.families, 3, 0)}
+    assert plan["replaced"] == len(plain - {i.id for i in chosen})

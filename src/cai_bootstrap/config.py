@@ -90,6 +90,10 @@ class StageSpec(Strict):
     safety_gate: SafetyGate | None = None
     retry: RetrySettings = Field(default_factory=RetrySettings)
     rounds: RoundSettings = Field(default_factory=RoundSettings)
+    heldout_known: bool = Field(
+        False, description="replace held-out cases whose fact the base model never produces (few-shot cloze "
+        "probe before any stage runs, evaluation/knowledge.py) by the family's next cases whose fact it knows",
+    )
     validation: int = Field(
         0, ge=0, description="validation cases per family, carved from the training instances (never trained "
         "on); when set, the installed round/attempt is chosen on them, not on the held-out set",

@@ -29,6 +29,10 @@ def eval_(
         "(a case passes if any sample does) and the share of passing samples",
     ),
     temperature: float = typer.Option(0.8, min=0.0, help="sampling temperature for --samples"),
+    base: str = typer.Option(
+        "gemma-3-270m", help="held-out sets of presets with heldout_known (standard): the base model whose "
+        "known facts choose the cases (probed once, cached under the model cache's knowledge/ folder)",
+    ),
 ) -> None:
     """Evaluate any model on a benchmark or on a stage's held-out set."""
     from cai_bootstrap.jsonl import atomic_write_json
@@ -36,7 +40,8 @@ def eval_(
     try:
         engine = make_cli_engine(model, dtype, batch_size)
         if ":" in suite:
-            result = _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, out, samples, temperature)
+            result = _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, out, samples, temperature,
+                                   base)
         else:
             from cai_bootstrap.evaluation.benchmarks import SUITES, run_benchmark
 
@@ -64,7 +69,8 @@ def eval_(
         fail(str(exc))
 
 
-def _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, out, samples=0, temperature=0.8) -> dict:
+def _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, out, samples=0, temperature=0.8,
+                  base="gemma-3-270m") -> dict:
     import tempfile
 
     from cai_bootstrap.stages.registry import load_curriculum
@@ -75,12 +81,22 @@ def _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, out
     spec = next((s for s in curriculum.stages if s.name == stage_name), None)
     if spec is None:
         fail(f"{cur_name} has no stage {stage_name!r}: {[s.name for s in curriculum.stages]}")
-    instances = heldout_instances(spec.families, spec.heldout, seed)[: limit or None]
+    if spec.heldout_known:  # the same cases a run of this preset scores: unknown facts replaced
+        from cai_bootstrap.models.registry import cache_dir
+        from cai_bootstrap.stages.heldout_sets import plan_known_heldout, stage_heldout
+
+        probe_dir = cache_dir() / "knowledge" / base.replace("/", "--") / f"{cur_name}-{preset}-seed{seed}"
+        base_engine = engine if base == model else make_cli_engine(base, "auto", DEFAULT_BATCH_SIZE)
+        plan = plan_known_heldout(probe_dir, [spec], seed, base_engine, progress=True)[spec.name]
+        instances = stage_heldout(probe_dir, spec, seed)[: limit or None]
+    else:
+        plan, instances = None, heldout_instances(spec.families, spec.heldout, seed)[: limit or None]
     rows = Path(tempfile.mkdtemp()) / "rows.jsonl" if out is None else Path(str(out) + ".rows.jsonl")
     score = evaluate_heldout(engine, model, instances, rows, max_new_tokens=max_new_tokens or spec.sampling.max_new_tokens)
     metrics = {"mean": score.mean} | {f"{f}": s.rate for f, s in score.per_family.items()}
     result = {"suite": suite, "n": len(instances), "metrics": metrics, "score": score.model_dump(),
-              "settings": {"model": model, "preset": preset, "seed": seed, "threshold": spec.threshold}}
+              "settings": {"model": model, "preset": preset, "seed": seed, "threshold": spec.threshold,
+                           "known_facts_plan": plan}}
     if samples:
         from cai_bootstrap.evaluation.heldout import sample_heldout
 

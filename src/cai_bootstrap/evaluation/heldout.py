@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from cai_bootstrap.engines.base import Engine, SamplingParams
+from cai_bootstrap.evaluation.knowledge import fact_of
 from cai_bootstrap.jsonl import JsonlAppender, iter_jsonl
 from cai_bootstrap.prompt_format import format_prompt
 from cai_bootstrap.tasks import Instance, get_family
@@ -32,11 +33,27 @@ class HeldoutScore(BaseModel):
         return min((f.rate for f in self.per_family.values()), default=0.0)
 
 
-def heldout_instances(families: list[str], per_family: int, seed: int = 0) -> list[Instance]:
+def heldout_instances(
+    families: list[str], per_family: int, seed: int = 0, unknown_facts: set[str] | frozenset[str] = frozenset(),
+) -> list[Instance]:
+    """``per_family`` held-out cases of each family; cases whose fact is in ``unknown_facts``
+    (fact ids of `evaluation.knowledge`) give way to the family's next cases, and are used
+    only where a family has too few others (the count per family never shrinks)."""
     out: list[Instance] = []
     for name in families:
-        out.extend(get_family(name).instances("heldout", per_family, seed))
+        if not unknown_facts:
+            out.extend(get_family(name).instances("heldout", per_family, seed))
+            continue
+        pool = get_family(name).instances("heldout", per_family * KNOWN_POOL_FACTOR, seed)
+        unknown = [(fact_of(i) or ("",))[0] in unknown_facts for i in pool]
+        ranked = [i for i, u in zip(pool, unknown) if not u] + [i for i, u in zip(pool, unknown) if u]
+        chosen = {i.id for i in ranked[:per_family]}
+        out.extend(i for i in pool if i.id in chosen)  # in the family's own order
     return out
+
+
+#: a family's held-out cases are chosen among its first ``per_family`` x this many
+KNOWN_POOL_FACTOR = 4
 
 
 def score_rows(model: str, rows: list[dict]) -> HeldoutScore:

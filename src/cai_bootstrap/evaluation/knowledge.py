@@ -5,7 +5,10 @@ skill a stage teaches: no instruction tuning can supply "Au" to a model that nev
 So each fact-bearing case (reference ``sentence`` containing one of its ``answers``: "The
 capital of Ireland is Dublin.") is probed on the *base* model: three hand-written fact
 sentences, then the case's sentence cut before its answer ("The capital of Ireland is"),
-sampled ``k`` times at ``temperature`` and once greedily. A fact is ``known`` when any
+sampled ``k`` times at ``temperature`` and once greedily; and, where a case of the fact
+carries a question, the same in question form (three hand-written question-answer pairs,
+then "Question: Which colour is a cloud?\nAnswer:"), because some sentences alone are
+ambiguous ("A cloud is" -> "a small ball of water"). A fact is ``known`` when any
 continuation starts with an accepted answer, as Gekhman et al. call a fact unknown when
 the model is never right.
 
@@ -26,11 +29,15 @@ from cai_bootstrap.tasks.base import Instance
 
 #: hand-written, and about facts no held-out case asks (the held-out banks are disjoint)
 DEMOS = ("The capital of France is Paris.", "The opposite of hot is cold.", "A baby dog is called a puppy.")
+#: the same in question form, for facts whose sentence alone is ambiguous ("A cloud is ..." -> "a ball of water")
+QA_DEMOS = (("What is the capital of France?", "Paris"), ("What is the opposite of hot?", "Cold"),
+            ("What is a baby dog called?", "A puppy"))
 
 
 class FactProbe(BaseModel):
     fact: str  # "<category>/<key>"
     prefix: str
+    question: str | None = None
     answers: list[str]
     known: bool
     greedy_correct: bool
@@ -74,27 +81,40 @@ def probe_facts(
     """Probe every fact of ``instances`` not yet in ``cache`` (appended there); all probes by fact id."""
     done = {row["fact"]: FactProbe.model_validate(row) for row in iter_jsonl(cache)} if cache.exists() else {}
     todo: dict[str, tuple[str, list[str]]] = {}
+    questions: dict[str, str] = {}
     for inst in instances:
         fact = fact_of(inst)
         if fact and fact[0] not in done:
             todo[fact[0]] = (fact[1], fact[2])
+            if inst.reference.get("question"):
+                questions.setdefault(fact[0], inst.reference["question"])
     if todo:
         ids = list(todo)
-        prompts = ["\n".join(DEMOS) + "\n" + todo[i][0] for i in ids]
+        cloze = ["\n".join(DEMOS) + "\n" + todo[i][0] for i in ids]
+        qa_demos = "".join(f"Question: {q}\nAnswer: {a}\n" for q, a in QA_DEMOS)
+        qa_ids = [i for i in ids if i in questions]
+        qa = [qa_demos + f"Question: {questions[i]}\nAnswer:" for i in qa_ids]
         stop = ["\n", "."]
-        sampled = engine.generate(prompts, SamplingParams(max_new_tokens=8, temperature=temperature, top_p=0.95,
-                                                          n=k, seed=seed, stop=stop), progress=progress,
-                                  desc="knowledge probe (sampled)")
-        greedy = engine.generate(prompts, SamplingParams(max_new_tokens=8, temperature=0.0, seed=seed, stop=stop),
-                                 progress=progress, desc="knowledge probe (greedy)")
+        sample = SamplingParams(max_new_tokens=8, temperature=temperature, top_p=0.95, n=k, seed=seed, stop=stop)
+        greedy = SamplingParams(max_new_tokens=8, temperature=0.0, seed=seed, stop=stop)
+        outs = {name: engine.generate(prompts, params, progress=progress, desc=f"knowledge probe ({name})")
+                if prompts else []
+                for name, prompts, params in (("cloze, sampled", cloze, sample), ("cloze, greedy", cloze, greedy),
+                                              ("question, sampled", qa, sample), ("question, greedy", qa, greedy))}
+        qa_at = {fact_id: n for n, fact_id in enumerate(qa_ids)}
         cache.parent.mkdir(parents=True, exist_ok=True)
         with JsonlAppender(cache) as out:
-            for fact_id, samples, (g,) in zip(ids, sampled, greedy):
+            for n, fact_id in enumerate(ids):
                 prefix, answers = todo[fact_id]
+                samples, greedy_out = list(outs["cloze, sampled"][n]), [outs["cloze, greedy"][n][0]]
+                if fact_id in qa_at:
+                    samples += outs["question, sampled"][qa_at[fact_id]]
+                    greedy_out.append(outs["question, greedy"][qa_at[fact_id]][0])
                 hits = sum(_starts_with_answer(s, answers) for s in samples)
-                greedy_ok = _starts_with_answer(g, answers)
-                probe = FactProbe(fact=fact_id, prefix=prefix, answers=answers, known=hits > 0 or greedy_ok,
-                                  greedy_correct=greedy_ok, hits=hits, k=k, samples=[g, *samples])
+                greedy_ok = any(_starts_with_answer(g, answers) for g in greedy_out)
+                probe = FactProbe(fact=fact_id, prefix=prefix, question=questions.get(fact_id), answers=answers,
+                                  known=hits > 0 or greedy_ok, greedy_correct=greedy_ok, hits=hits, k=len(samples),
+                                  samples=[*greedy_out, *samples])
                 out.append(probe.model_dump())
                 done[fact_id] = probe
     return done

@@ -20,11 +20,12 @@ from pathlib import Path
 from rich.console import Console
 
 from cai_bootstrap.config import RunSettings, StageSpec
-from cai_bootstrap.evaluation.heldout import evaluate_heldout, heldout_instances
+from cai_bootstrap.evaluation.heldout import evaluate_heldout
 from cai_bootstrap.jsonl import atomic_write_json, iter_jsonl, read_json
 from cai_bootstrap.pipeline.steps import build_data, replay_records, timed, train_and_install, training_records
 from cai_bootstrap.runs.layout import FINISHED, StagePaths, now_iso
 from cai_bootstrap.runs.pool import ModelPool
+from cai_bootstrap.stages.heldout_sets import stage_heldout
 from cai_bootstrap.stages.kind import resolve_role
 from cai_bootstrap.stages.registry import get_kind, stage_job
 
@@ -107,7 +108,7 @@ def run_control(
     pool.drop(name)
 
     def evaluate() -> dict:
-        instances = heldout_instances(spec.families, spec.heldout, settings.seed)
+        instances = stage_heldout(run_dir, spec, settings.seed)
         score = evaluate_heldout(
             pool.get(name), name, instances, paths.eval / f"heldout-{spec.name}-control.jsonl",
             max_new_tokens=spec.sampling.max_new_tokens, progress=progress,

@@ -34,6 +34,7 @@ from cai_bootstrap.pipeline.steps import (
 from cai_bootstrap.runs.layout import FINISHED, StagePaths, StageStatus, now_iso
 from cai_bootstrap.runs.pool import ModelPool
 from cai_bootstrap.stages import rounds
+from cai_bootstrap.stages.heldout_sets import plan_known_heldout
 from cai_bootstrap.stages.kind import StageJob, StageKind
 from cai_bootstrap.stages.metrics import stage_metrics
 from cai_bootstrap.stages.registry import get_kind, stage_job
@@ -55,6 +56,12 @@ def execute(run_dir: Path, console: Console | None = None, progress: bool = True
     manifest, settings, curriculum = load_run(run_dir)
     pool = ModelPool(run_dir, settings.model, settings.engine, settings.judge_model)
     stages = [s for s in curriculum.stages if s.name in manifest["stages"]]
+    if any(s.heldout_known for s in stages):  # before any stage runs: which held-out facts the base knows
+        plan = plan_known_heldout(run_dir, stages, settings.seed, pool.get("base"), progress)
+        for name, p in plan.items():
+            console.print(f"{name}: held-out set of {p['cases']} cases; {p['replaced']} cases whose fact the base "
+                          f"model never produced were replaced ({len(p['unknown_facts'])} of {p['facts_probed']} "
+                          "facts probed unknown)")
     results = []
     for index in range(len(stages)):
         results.append(run_stage(run_dir, stages, index, settings, pool, console, progress))

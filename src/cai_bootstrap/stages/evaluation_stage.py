@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from cai_bootstrap.evaluation.heldout import heldout_instances
 from cai_bootstrap.jsonl import iter_jsonl
 from cai_bootstrap.stages import candidates as C
 from cai_bootstrap.stages.candidates import SkillOptions
 from cai_bootstrap.stages.context import StageContext
+from cai_bootstrap.stages.heldout_sets import stage_heldout
 from cai_bootstrap.stages.kind import StageEvaluation, StageJob, StageKind
 from cai_bootstrap.tasks.checks import parse_label
 
@@ -65,7 +65,7 @@ def label_balance(job: StageJob) -> dict:
     (``None``: no label word first), the confusion matrix (true -> said) and the share of the
     most common answer. A model that learnt a constant shows a share near 1 and one column."""
     spec = job.spec
-    truth = {i.id: i.reference for i in heldout_instances(spec.families, spec.heldout, job.settings.seed)}
+    truth = {i.id: i.reference for i in stage_heldout(job.run_dir, spec, job.settings.seed)}
     out: dict[str, dict] = {}
     for r in iter_jsonl(job.paths.data):
         label = (r.get("reference") or {}).get("label")

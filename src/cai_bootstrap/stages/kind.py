@@ -24,12 +24,13 @@ from rich.console import Console
 
 from cai_bootstrap.config import ConfigError, RunSettings, StageSpec, format_validation_error
 from cai_bootstrap.evaluation.gates import GateResult, heldout_gate
-from cai_bootstrap.evaluation.heldout import HeldoutScore, evaluate_heldout, heldout_instances
+from cai_bootstrap.evaluation.heldout import HeldoutScore, evaluate_heldout
 from cai_bootstrap.evaluation.knowledge import KnowledgeSplit, fact_of, probe_facts, split_by_knowledge
 from cai_bootstrap.jsonl import iter_jsonl
 from cai_bootstrap.runs.layout import StagePaths
 from cai_bootstrap.runs.pool import ModelPool
 from cai_bootstrap.stages.context import StageContext
+from cai_bootstrap.stages.heldout_sets import stage_heldout
 from cai_bootstrap.tasks.base import Instance
 
 
@@ -100,7 +101,7 @@ def earlier_heldout(job: StageJob, model: str, rows_file: Callable[[StageSpec], 
     """
     out = {}
     for earlier in job.retained_sets:
-        instances = heldout_instances(earlier.families, earlier.heldout, job.settings.seed)
+        instances = stage_heldout(job.run_dir, earlier, job.settings.seed)
         out[earlier.name] = evaluate_heldout(
             job.pool.get(model), model, instances, job.paths.eval / rows_file(earlier),
             max_new_tokens=earlier.sampling.max_new_tokens, progress=job.progress,
@@ -170,7 +171,7 @@ class StageKind:
     def evaluate(self, job: StageJob) -> StageEvaluation:
         """The held-out gate (see the module docstring)."""
         spec, paths, pool = job.spec, job.paths, job.pool
-        instances = heldout_instances(spec.families, spec.heldout, job.settings.seed)
+        instances = stage_heldout(job.run_dir, spec, job.settings.seed)
         tokens = spec.sampling.max_new_tokens
         score = evaluate_heldout(
             pool.get(spec.name), spec.name, instances, paths.eval / f"heldout-{spec.name}-a{job.attempt}.jsonl",

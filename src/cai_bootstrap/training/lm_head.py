@@ -209,7 +209,7 @@ class TokenChunkedLogProbs(torch.autograd.Function):
 def _forward_chunks(hidden, weight, bias, targets, compute_dtype, transform, logprobs, target_logit,
                     entropy, log_sum_sq, mean_logits, is_top1, probs) -> None:
     """Fill the per-token outputs (and the saved softmax ``probs``) chunk by chunk."""
-    n_tokens, vocab, device = hidden.shape[0], weight.shape[0], hidden.device
+    n_tokens = hidden.shape[0]
     for start in range(0, n_tokens, CHUNK_TOKENS):
         end = min(start + CHUNK_TOKENS, n_tokens)
         t = targets[start:end].unsqueeze(-1)

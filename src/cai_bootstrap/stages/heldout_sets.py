@@ -1,0 +1,54 @@
+"""A stage's held-out set inside a run: the families' held-out cases, less the facts the base
+model does not know where the stage asks so (``heldout_known``).
+
+`plan_known_heldout` probes the base model on every candidate case's fact before any stage
+runs and writes ``<run>/knowledge/heldout.json`` (per stage: the unknown facts, how many of
+the first cases were replaced); `stage_heldout` reads it, so every consumer (the stage's
+gate, later stages' retained scores, the control) scores the same cases.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cai_bootstrap.config import StageSpec
+from cai_bootstrap.engines.base import Engine
+from cai_bootstrap.evaluation.heldout import KNOWN_POOL_FACTOR, heldout_instances
+from cai_bootstrap.evaluation.knowledge import fact_of, probe_facts
+from cai_bootstrap.jsonl import atomic_write_json, read_json
+from cai_bootstrap.tasks.base import Instance
+
+PLAN_FILE = Path("knowledge") / "heldout.json"
+
+
+def stage_heldout(run_dir: Path, spec: StageSpec, seed: int) -> list[Instance]:
+    """The held-out cases that score ``spec`` in this run."""
+    unknown: set[str] = set()
+    if spec.heldout_known:
+        plan = run_dir / PLAN_FILE
+        if not plan.exists():
+            raise FileNotFoundError(f"{plan}: the held-out plan of a stage with heldout_known is written "
+                                    "before any stage runs; resume the run to write it")
+        unknown = set(read_json(plan)[spec.name]["unknown_facts"])
+    return heldout_instances(spec.families, spec.heldout, seed, unknown)
+
+
+def plan_known_heldout(run_dir: Path, stages: list[StageSpec], seed: int, base: Engine, progress: bool = True) -> dict:
+    """Probe the base model on the facts of every ``heldout_known`` stage's candidate cases; write the plan."""
+    plan_file = run_dir / PLAN_FILE
+    plan = read_json(plan_file) if plan_file.exists() else {}
+    wanted = [s for s in stages if s.heldout_known and s.name not in plan]
+    for spec in wanted:
+        pool = heldout_instances(spec.families, spec.heldout * KNOWN_POOL_FACTOR, seed)
+        probes = probe_facts(base, pool, run_dir / "knowledge" / "base.jsonl", seed=seed, progress=progress)
+        unknown = sorted({f[0] for i in pool if (f := fact_of(i)) and not probes[f[0]].known})
+        first = heldout_instances(spec.families, spec.heldout, seed)
+        chosen = {i.id for i in heldout_instances(spec.families, spec.heldout, seed, set(unknown))}
+        plan[spec.name] = {
+            "unknown_facts": unknown,
+            "replaced": sum(i.id not in chosen for i in first),
+            "cases": len(chosen),
+            "facts_probed": len({f[0] for i in pool if (f := fact_of(i))}),
+        }
+        atomic_write_json(plan_file, plan)
+    return plan
