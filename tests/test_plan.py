@@ -251,3 +251,19 @@ def test_docs_scaling_exists():
     text = doc.read_text()
     for needle in ("cpu_2proc.yaml", "deepspeed_zero2.yaml", "fsdp.yaml", "cai-bootstrap serve", "plan"):
         assert needle in text
+
+
+def test_plan_counts_rounds_of_self_training():
+    from cai_bootstrap.plan import ROUND_KEEP_SHARE, plan
+    from cai_bootstrap.stages.registry import load_curriculum
+
+    with_rounds = load_curriculum("skills", "standard")
+    without = load_curriculum("skills", "standard", {"*": {"rounds": {"count": 0}}})
+    a, b = plan(with_rounds, hardware="cpu")[0], plan(without, hardware="cpu")[0]
+    spec = with_rounds.stages[0]
+    per = spec.rounds.instances or spec.examples
+    assert a.generations - b.generations >= spec.rounds.count * per * spec.rounds.samples
+    # training runs on the first records, then on the growing union, once per round
+    kept = round(per * spec.rounds.keep * ROUND_KEEP_SHARE)
+    runs = sum(spec.examples + r * kept for r in range(spec.rounds.count + 1))
+    assert a.train_tokens == pytest.approx(b.train_tokens * runs / spec.examples, rel=0.01)
