@@ -155,7 +155,7 @@ def evaluate_phase(job: StageJob, kind: StageKind, status: StageStatus) -> GateR
         score = timed(paths, status, "evaluating", "eval_s", lambda: validation_score(job))
         evaluation.extra["validation"] = score.model_dump()
     if rounds.is_round(job.spec, job.attempt) or (job.spec.rounds.count and job.attempt == 0):
-        evaluation.extra["rounds"] = round_stats(job)
+        evaluation.extra["rounds"] = round_stats(job.paths, job.attempt)
     metrics = stage_metrics(job, evaluation)
     metrics["timings"] = dict(status.timings)
     metrics.setdefault("tokens", {})["generated"] = status.generated_tokens
@@ -176,10 +176,10 @@ def validation_score(job: StageJob) -> HeldoutScore:
     )
 
 
-def round_stats(job: StageJob) -> list[dict]:
-    """Per round so far: fresh instances, pass@k of the writing model on them, records kept."""
-    files = sorted(job.paths.eval.glob("round-*.json"), key=lambda f: int(f.stem.split("-")[1]))
-    return [read_json(f) for f in files if int(f.stem.split("-")[1]) <= job.attempt]
+def round_stats(paths: StagePaths, attempt: int) -> list[dict]:
+    """Per round up to ``attempt``: fresh instances, pass@k of the writing model on them, records kept."""
+    files = sorted(paths.eval.glob("round-*.json"), key=lambda f: int(f.stem.split("-")[1]))
+    return [read_json(f) for f in files if int(f.stem.split("-")[1]) <= attempt]
 
 
 def gate_failed(job: StageJob, kind: StageKind, status: StageStatus, gate: GateResult) -> StageStatus:
@@ -218,6 +218,8 @@ def keep_best_attempt(run_dir, spec, settings, previous, paths, status, gate, co
                   f"instead of attempt {last} ({_pct(history, last)})")
     install_model(run_dir, settings, previous, spec.name, paths.train(best) / "adapter", paths)
     metrics = read_json(metrics_file)
+    if "rounds" in metrics:  # every round that ran, not only those before the attempt kept
+        metrics["rounds"] = round_stats(paths, last)
     metrics.update(
         history=history, attempts=last + 1, selected_attempt=best, timings=dict(status.timings),
         selection=(f"best validation score of {last + 1} attempts (validation: training instances never trained "

@@ -1,12 +1,13 @@
-"""Rounds of self-training inside a stage, and the validation split that chooses among them.
+"""Rounds of self-training inside a stage: the stage's own model writes more verified data.
 
 Expert iteration (ReST-EM, Singh et al. 2024; rejection-sampling fine-tuning, Yuan et al.
 2023; STaR): after the stage's first training, the stage's *own* model answers fresh
 training instances ``rounds.samples`` times each, the families' rule verifiers keep up to
 ``rounds.keep`` distinct passing answers per instance, and the stage trains again, from its
 parent, on the union of every round's records. Round ``r`` (attempt ``r``) is written by the
-model of attempt ``r - 1``; each record names it (``round``, ``provenance.chosen.by``,
-``provenance.chosen.model_attempt``).
+model of attempt ``r - 1``; each record names it (``round``, ``round_model``,
+``provenance.chosen.by``, ``provenance.chosen.model_attempt``). Labelled families' round
+records are balanced per label before training (`balance_labels`).
 
 The prompt is the instance's instruction in the project's prompt format, zero-shot: the
 stage model was trained on exactly that format, so it needs no demonstrations.
