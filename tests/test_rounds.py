@@ -120,7 +120,8 @@ def test_balance_labels_caps_each_label_at_the_rarest_one_per_family():
     records = [rec(0, "is_correct", "No"), rec(1, "is_correct", "No"), rec(2, "is_correct", "Yes"),
                rec(3, "is_correct", "No"), rec(4, "name_one", None), rec(5, "rate_response", "1")]
     kept = [r["key"] for r in balance_labels(records)]
-    # one Yes -> one No; an unlabelled family untouched; a family with one label only has nothing to balance
+    # one Yes -> one No; an unlabelled family untouched; a family whose round kept one label only keeps none
+    # (its other labels count 0)
     assert kept == ["0", "2", "4"]
 
 

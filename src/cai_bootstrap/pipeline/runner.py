@@ -117,18 +117,17 @@ def run_stage(
         gate = evaluate_phase(job, kind, status)
         if gate.passed:
             return finish(paths, status, "passed", gate.message)
-        if spec.rounds.count and job.attempt < spec.rounds.count:
+        more = spec.rounds.count or spec.retry.max_retries  # a stage has rounds or retries, never both
+        if job.attempt < more:
             status.attempt += 1
-            status.message = f"round {status.attempt}: {gate.message}"
+            if spec.rounds.count:
+                status.message = f"round {status.attempt}: {gate.message}"
+                note = "the stage's own model writes more verified data, then the stage trains again from its parent"
+                console.print(f"[yellow]{spec.name}: round {status.attempt}/{more}: {note}")
+            else:
+                status.message = f"retrying: {gate.message}"
+                console.print(f"[yellow]{spec.name}: retry {status.attempt}/{more} with more data and epochs")
             paths.save_status(status)
-            console.print(f"[yellow]{spec.name}: round {status.attempt}/{spec.rounds.count}: the stage's own model "
-                          "writes more verified data, then the stage trains again from its parent")
-            continue
-        if job.attempt < spec.retry.max_retries:
-            status.attempt += 1
-            status.message = f"retrying: {gate.message}"
-            paths.save_status(status)
-            console.print(f"[yellow]{spec.name}: retry {status.attempt}/{spec.retry.max_retries} with more data and epochs")
             continue
         return gate_failed(job, kind, status, gate)
 

@@ -14,7 +14,7 @@ Contract
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 
 from cai_bootstrap.jsonl import iter_jsonl
 from cai_bootstrap.stages import candidates as C
@@ -66,18 +66,17 @@ def label_balance(job: StageJob) -> dict:
     most common answer. A model that learnt a constant shows a share near 1 and one column."""
     spec = job.spec
     truth = {i.id: i.reference for i in stage_heldout(job.run_dir, spec, job.settings.seed)}
-    out: dict[str, dict] = {}
+    out: dict[str, dict] = defaultdict(lambda: {"training": Counter(), "heldout_answers": Counter(), "confusion": {}})
     for r in iter_jsonl(job.paths.data):
         label = (r.get("reference") or {}).get("label")
         if r.get("kept") and label is not None:
-            fam = out.setdefault(r["family"], {"training": Counter(), "heldout_answers": Counter(), "confusion": {}})
-            fam["training"][str(label)] += 1
+            out[r["family"]]["training"][str(label)] += 1
     for row in iter_jsonl(job.paths.eval / f"heldout-{spec.name}-a{job.attempt}.jsonl"):
         ref = truth.get(row["id"])
         if not ref or "label" not in ref:
             continue
         said = parse_label(row.get("output") or "", ref["labels"])
-        fam = out.setdefault(row["family"], {"training": Counter(), "heldout_answers": Counter(), "confusion": {}})
+        fam = out[row["family"]]
         fam["heldout_answers"][str(said)] += 1
         fam["confusion"].setdefault(str(ref["label"]), Counter())[str(said)] += 1
     for fam in out.values():
@@ -85,4 +84,4 @@ def label_balance(job: StageJob) -> dict:
         fam["majority_share"] = max(answers.values()) / sum(answers.values()) if answers else None
         fam["training"], fam["heldout_answers"] = dict(fam["training"]), dict(answers)
         fam["confusion"] = {k: dict(v) for k, v in fam["confusion"].items()}
-    return out
+    return dict(out)

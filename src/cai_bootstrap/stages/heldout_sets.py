@@ -19,6 +19,8 @@ from cai_bootstrap.jsonl import atomic_write_json, read_json
 from cai_bootstrap.tasks.base import Instance
 
 PLAN_FILE = Path("knowledge") / "heldout.json"
+#: the base model's probe of every fact asked so far, one line per fact (shared by the plan and the reports)
+PROBE_FILE = Path("knowledge") / "base.jsonl"
 
 
 def stage_heldout(run_dir: Path, spec: StageSpec, seed: int) -> list[Instance]:
@@ -40,7 +42,7 @@ def plan_known_heldout(run_dir: Path, stages: list[StageSpec], seed: int, base: 
     wanted = [s for s in stages if s.heldout_known and s.name not in plan]
     for spec in wanted:
         pool = heldout_instances(spec.families, spec.heldout * KNOWN_POOL_FACTOR, seed)
-        probes = probe_facts(base, pool, run_dir / "knowledge" / "base.jsonl", seed=seed, progress=progress)
+        probes = probe_facts(base, pool, run_dir / PROBE_FILE, seed=seed, progress=progress)
         unknown = sorted({f[0] for i in pool if (f := fact_of(i)) and not probes[f[0]].known})
         first = heldout_instances(spec.families, spec.heldout, seed)
         chosen = {i.id for i in heldout_instances(spec.families, spec.heldout, seed, set(unknown))}

@@ -30,7 +30,7 @@ from cai_bootstrap.jsonl import iter_jsonl
 from cai_bootstrap.runs.layout import StagePaths
 from cai_bootstrap.runs.pool import ModelPool
 from cai_bootstrap.stages.context import StageContext
-from cai_bootstrap.stages.heldout_sets import stage_heldout
+from cai_bootstrap.stages.heldout_sets import PROBE_FILE, stage_heldout
 from cai_bootstrap.tasks.base import Instance
 
 
@@ -114,7 +114,7 @@ def knowledge_split(job: StageJob, instances: list[Instance], rows_file: Path) -
     (`evaluation.knowledge`); None when no held-out case carries a fact."""
     if not any(fact_of(inst) for inst in instances):
         return None
-    probes = probe_facts(job.pool.get("base"), instances, job.run_dir / "knowledge" / "base.jsonl",
+    probes = probe_facts(job.pool.get("base"), instances, job.run_dir / PROBE_FILE,
                          seed=job.settings.seed, progress=job.progress)
     return split_by_knowledge(list(iter_jsonl(rows_file)), instances, probes)
 

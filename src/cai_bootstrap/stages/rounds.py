@@ -63,10 +63,7 @@ def build_round(ctx: StageContext, round_index: int) -> dict:
     model = ctx.engine("self")
     stats = {"round": round_index, "instances": len(items), "with_pass": 0, "kept": 0, "samples": opts.samples}
     for _, chunk, seed in ctx.chunks(items, lambda item: [round_key(item[1].id, round_index, 0)], until_enough=False):
-        params = SamplingParams(
-            max_new_tokens=spec.sampling.max_new_tokens, temperature=opts.temperature, top_p=spec.sampling.top_p,
-            n=opts.samples, repetition_penalty=spec.sampling.repetition_penalty, seed=seed,
-        )
+        params = ctx.sampling(seed=seed, n=opts.samples, temperature=opts.temperature)
         prompts = [format_prompt(inst.instruction) for _, inst in chunk]
         outputs = model.generate(prompts, params, desc=f"{spec.name} round {round_index}")
         for (fam, inst), prompt, samples in zip(chunk, prompts, outputs):
