@@ -111,3 +111,32 @@ def test_prepare_vllm_model_merges_all_but_the_last_adapter(cache, tmp_path, no_
 
     plain = prepare_vllm_model("tiny")
     assert plain.lora is None and (cache / "models" / "tiny-seed0" / "config.json").exists()
+
+
+def test_prepare_vllm_model_merges_a_full_fine_tuned_last_stage(cache, tmp_path, no_vllm):
+    """vLLM serves LoRA adapters only: a lineage ending in full weights is merged whole."""
+    from transformers import AutoModelForCausalLM
+
+    from cai_bootstrap.engines.vllm_engine import prepare_vllm_model
+    from cai_bootstrap.models.weights import write_full_weights
+
+    base, _ = load_base("tiny", seed=0)
+    base = _tiny_adapter(base, tmp_path / "a1", seed=1)
+    base.requires_grad_(False)
+    layer = base.model.layers[0].mlp.down_proj
+    with torch.no_grad():
+        layer.weight.add_(0.5)
+    layer.weight.requires_grad_(True)  # "trained": the one tensor stored
+    (tmp_path / "full").mkdir()
+    write_full_weights(base, tmp_path / "full", torch.float32)
+    stage = tmp_path / "run" / "stage-2" / "model"
+    stage.mkdir(parents=True)
+    (stage / "lineage.json").write_text(json.dumps({"base": "tiny", "base_seed": 0,
+                                                    "adapters": [str(tmp_path / "a1"), str(tmp_path / "full")]}))
+    spec = prepare_vllm_model(str(stage))
+    assert spec.lora is None and spec.merged == [str(tmp_path / "a1"), str(tmp_path / "full")]
+    merged = AutoModelForCausalLM.from_pretrained(spec.model).eval()
+    reference = load_model(str(stage)).model
+    ids = torch.tensor([[5, 9, 40, 77, 3, 100]])
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, reference(ids).logits, atol=1e-4, rtol=1e-4)

@@ -14,7 +14,8 @@ Models (`prepare_vllm_model`): vLLM loads a directory or a Hugging Face id, so
   into the base once and saved under ``<cache>/vllm-merged/<hash>`` (keyed by the
   base and the adapters' files), and the last adapter is served with `LoRARequest`.
   ``merge_all=True`` merges every adapter instead (no LoRA at run time: fastest
-  generation, one merged copy of the weights per stage on disk).
+  generation, one merged copy of the weights per stage on disk). A lineage whose last
+  stage was fully fine-tuned (`models.weights`) is always merged whole.
 
 Sampling: vLLM seeds each request; prompt ``i`` of a call gets ``batch_seed(seed, i)``,
 so a prompt's samples do not depend on how the call is batched, and they differ from
@@ -46,6 +47,7 @@ from cai_bootstrap.models.loading import (
     resolve_model_ref,
 )
 from cai_bootstrap.models.registry import cache_dir
+from cai_bootstrap.models.weights import is_full_weights
 from cai_bootstrap.prompt_format import STOP_SEQUENCES, clean_response
 
 log = logging.getLogger(__name__)
@@ -134,7 +136,8 @@ def prepare_vllm_model(ref: str, *, merge_all: bool = False, dtype: str | None =
     lineage = read_lineage(location)
     base_ref, adapters = lineage["base"], list(lineage["adapters"])
     seed = int(lineage.get("base_seed", 0))
-    to_merge, lora = (adapters, None) if merge_all or not adapters else (adapters[:-1], adapters[-1])
+    last_is_lora = bool(adapters) and not is_full_weights(adapters[-1])  # vLLM serves LoRA only
+    to_merge, lora = (adapters[:-1], adapters[-1]) if last_is_lora and not merge_all else (adapters, None)
     if not to_merge:
         model_dir = materialize_base(base_ref, seed=seed, dtype=dtype)
     else:

@@ -5,7 +5,7 @@ References, in the order they are tried:
 * a registry name (``gemma-3-270m``, ``tiny``);
 * a stage of a run: ``runs/x:stage-3`` (or the stage's ``model`` directory);
 * a local directory holding a full model (``config.json``) or a stage model
-  (``lineage.json``: base + LoRA adapters merged in order);
+  (``lineage.json``: base + each stage's LoRA adapter or full fine-tuned tensors, in order);
 * a Hugging Face id (works only where a hub or a local HF cache is reachable).
 
 The embedded GGUF model is de-quantized once and cached as bf16 safetensors,
@@ -26,6 +26,7 @@ import torch
 
 from cai_bootstrap.jsonl import replace_dir
 from cai_bootstrap.models.registry import REGISTRY, converted_path, is_cached
+from cai_bootstrap.models.weights import is_full_weights, load_full_weights
 
 log = logging.getLogger(__name__)
 
@@ -190,11 +191,15 @@ def model_fingerprint(ref: str) -> str | None:
 
 
 def merge_adapters(model: torch.nn.Module, adapter_dirs: list[str]) -> torch.nn.Module:
-    """Apply LoRA adapters one after another, merging each into the weights."""
+    """Apply each stage's trained weights in order: a LoRA adapter is merged into the
+    weights, full fine-tuned tensors replace the model's own (`models.weights`)."""
     from peft import PeftModel
 
     for adapter in adapter_dirs:
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        if is_full_weights(adapter):
+            model = load_full_weights(model, adapter)
+        else:
+            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     return model
 
 

@@ -18,6 +18,7 @@ from typing import TypeVar
 from cai_bootstrap.config import RunSettings, StageSpec
 from cai_bootstrap.jsonl import atomic_write_json, iter_jsonl, read_json, replace_dir
 from cai_bootstrap.models.loading import LINEAGE_FILE, load_model
+from cai_bootstrap.models.weights import has_trained_weights
 from cai_bootstrap.pipeline.setup import RunError
 from cai_bootstrap.runs.layout import StagePaths, StageStatus, now_iso
 from cai_bootstrap.runs.pool import ModelPool
@@ -153,7 +154,7 @@ def training_set(job: StageJob) -> list[dict]:
 
 
 def train_adapter(job: StageJob, records: list[dict]) -> None:
-    """LoRA on the previous stage's model (or the base), with the attempt's epochs and seed.
+    """LoRA (or full fine-tuning) on the previous stage's model (or the base), with the attempt's epochs and seed.
 
     Every attempt and round trains from the parent, never from the previous round's model:
     the rounds' union of records replaces the data, not the starting point (ReST-EM's choice).
@@ -204,6 +205,6 @@ def install_model(run_dir: Path, settings: RunSettings, previous: str | None, na
 def train_and_install(job: StageJob, name: str, records: Callable[[], list[dict]]) -> None:
     """Train the attempt's adapter unless it exists (resume), then install it as model ``name``."""
     adapter = job.paths.train(job.attempt) / "adapter"
-    if not (adapter / "adapter_config.json").exists():
+    if not has_trained_weights(adapter):
         train_adapter(job, records())
     install_model(job.run_dir, job.settings, job.previous, name, adapter, job.paths)

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from cai_bootstrap.jsonl import atomic_write_json, read_json
+from cai_bootstrap.models.weights import LORA_WEIGHTS_FILE, has_trained_weights
 from cai_bootstrap.training.results import TrainResult
 from cai_bootstrap.training.settings import TrainSettings
 
@@ -19,6 +20,8 @@ ADAPTER_DIR = "adapter"
 LOG_FILE = "train_log.jsonl"
 RESULT_FILE = "train_result.json"
 CHECKPOINTS_DIR = "checkpoints"
+#: What a Trainer checkpoint of a full fine-tuning run holds instead of the adapter.
+FULL_CHECKPOINT_FILE = "model.safetensors"
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -33,7 +36,8 @@ def latest_checkpoint(ckpt_dir: Path) -> Path | None:
     found = []
     for child in ckpt_dir.iterdir():
         match = _CKPT_RE.match(child.name)
-        if match and (child / "trainer_state.json").exists() and (child / "adapter_model.safetensors").exists():
+        weights = (child / LORA_WEIGHTS_FILE).exists() or (child / FULL_CHECKPOINT_FILE).exists()
+        if match and (child / "trainer_state.json").exists() and weights:
             found.append((int(match.group(1)), child))
     return max(found)[1] if found else None
 
@@ -44,7 +48,7 @@ def checkpoint_step(path: Path) -> int:
 
 def stored_result(out: Path, meta: dict) -> TrainResult | None:
     path = out / RESULT_FILE
-    if not (path.exists() and (out / ADAPTER_DIR / "adapter_model.safetensors").exists()):
+    if not (path.exists() and has_trained_weights(out / ADAPTER_DIR)):
         return None
     stored = read_json(path)
     if not _same_meta({"settings": stored.get("settings"), "data_sha256": stored.get("data_sha256")}, meta):

@@ -35,6 +35,11 @@ class TrainSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["sft", "dpo", "sft+dpo"] = "sft"
+    #: "lora": train a LoRA adapter (``lora``); "full": train every weight of the model
+    #: body (`training.full`; use a learning rate about ten times lower, e.g. 5e-5).
+    finetune: Literal["lora", "full"] = "lora"
+    #: With ``finetune: full``: keep the token embedding (tied to the LM head in Gemma) frozen.
+    freeze_embeddings: bool = True
     epochs: float = Field(2.0, gt=0)
     learning_rate: float = Field(2e-4, gt=0)
     dpo_learning_rate: float = Field(5e-5, gt=0)

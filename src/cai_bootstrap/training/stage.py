@@ -1,4 +1,5 @@
-"""Train one stage: a LoRA adapter on top of the previous stage's (merged) model.
+"""Train one stage: a LoRA adapter (or, with ``finetune: full``, the full weights) on top of
+the previous stage's (merged) model.
 
     result = train_stage(model, tokenizer, records, TrainSettings(method="sft+dpo"), out_dir)
 
@@ -12,7 +13,9 @@ Inputs
                       skipped by the DPO phase).
 Outputs (under ``out_dir``)
     adapter/            the PEFT adapter, weights in the base model's dtype
-                        (bf16 for the embedded model); written atomically.
+                        (bf16 for the embedded model); written atomically. With
+                        ``finetune: full``, the trained tensors instead
+                        (`models.weights`, `training.full`).
     train_log.jsonl     one line per logging step (see `callbacks`).
     train_result.json   the returned `TrainResult`.
     checkpoints/        while training only: per phase, the latest Trainer
@@ -44,11 +47,13 @@ import torch
 from transformers import PrinterCallback
 
 from cai_bootstrap.jsonl import atomic_write_json, read_json
+from cai_bootstrap.models.weights import load_full_weights
 from cai_bootstrap.training.arguments import trainer_args, use_bf16
 from cai_bootstrap.training.callbacks import RichProgressCallback, TrainLogCallback, phase_records, truncate_log
 from cai_bootstrap.training.completion_head import completion_only_lm_head
 from cai_bootstrap.training.dpo import dpo_pairs, make_dpo_trainer
 from cai_bootstrap.training.fingerprints import random_cache_keys
+from cai_bootstrap.training.full import prepare_full, save_full
 from cai_bootstrap.training.lm_head import cpu_fast_lm_head
 from cai_bootstrap.training.lora import (
     apply_lora,
@@ -123,27 +128,36 @@ def train_stage(
     bf16 = use_bf16(settings.bf16)
     was_training = model.training
     save_dtype = model_dtype(model)
+    full = settings.finetune == "full"
     torch.manual_seed(settings.seed)  # LoRA init
-    peft_model = apply_lora(model, settings.lora, gradient_checkpointing=settings.gradient_checkpointing)
+    if full:
+        trainee = prepare_full(model, settings.freeze_embeddings)
+    else:
+        trainee = apply_lora(model, settings.lora, gradient_checkpointing=settings.gradient_checkpointing)
+    save = (lambda target, dtype: save_full(trainee, target, dtype)) if full else (
+        lambda target, dtype: save_adapter(trainee, target, dtype=dtype))
     results: list[PhaseResult] = []
     try:
-        trainable, _ = count_trainable(peft_model)
+        trainable, _ = count_trainable(trainee)
         for index, (phase, rows) in enumerate(plan):
             final_dir = ckpt_root / phase / "final"
             if (final_dir / "phase.json").exists():  # finished before a kill in a later phase
-                load_adapter_weights(peft_model, final_dir)
+                (load_full_weights if full else load_adapter_weights)(trainee, final_dir)
                 results.append(PhaseResult(**read_json(final_dir / "phase.json")))
                 continue
-            result = _run_phase(phase, peft_model, tokenizer, rows, settings, out, bf16, progress, callbacks)
+            result = _run_phase(phase, trainee, tokenizer, rows, settings, out, bf16, progress, callbacks)
             results.append(result)
-            if index < len(plan) - 1:  # a later phase follows: keep this one's adapter for resume
-                save_adapter(peft_model, final_dir, dtype=torch.float32)
+            if index < len(plan) - 1:  # a later phase follows: keep this one's weights for resume
+                save(final_dir, torch.float32)
                 atomic_write_json(final_dir / "phase.json", result.model_dump())
-        if "ref" in peft_model.peft_config:  # DPO's frozen reference copy
-            peft_model.delete_adapter("ref")
-        adapter_dir = save_adapter(peft_model, out / ADAPTER_DIR, dtype=save_dtype)
+        if not full and "ref" in trainee.peft_config:  # DPO's frozen reference copy
+            trainee.delete_adapter("ref")
+        adapter_dir = save(out / ADAPTER_DIR, save_dtype)
     finally:
-        remove_lora(peft_model)
+        if full:
+            del trainee  # a copy: the caller's model was never touched
+        else:
+            remove_lora(trainee)
         model.train(was_training)
 
     result = TrainResult(
@@ -192,7 +206,7 @@ def fit_max_length(rows: list[dict], tokenizer, max_length: int, phase: str) -> 
     return kept
 
 
-def _run_phase(phase, peft_model, tokenizer, rows, settings, out: Path, bf16, progress, extra_callbacks):
+def _run_phase(phase, trainee, tokenizer, rows, settings, out: Path, bf16, progress, extra_callbacks):
     ckpt_dir = out / CHECKPOINTS_DIR / phase
     log_path = out / LOG_FILE
     resume = latest_checkpoint(ckpt_dir) if settings.save_checkpoints else None
@@ -210,8 +224,8 @@ def _run_phase(phase, peft_model, tokenizer, rows, settings, out: Path, bf16, pr
         # The LM-head switch also covers DPO's reference pass, which runs in the trainer's constructor.
         with (_quiet(not progress), random_cache_keys(),
               completion_only_lm_head(settings.completion_only_lm_head),
-              cpu_fast_lm_head(settings.fast_cpu_lm_head), bf16_lora_inputs(peft_model, bf16)):
-            trainer = make(peft_model, tokenizer, rows, settings, common, [log_cb, bar, *(extra_callbacks or [])])
+              cpu_fast_lm_head(settings.fast_cpu_lm_head), _lora_inputs(trainee, settings, bf16)):
+            trainer = make(trainee, tokenizer, rows, settings, common, [log_cb, bar, *(extra_callbacks or [])])
             trainer.remove_callback(PrinterCallback)  # logs go to train_log.jsonl and the progress bar
             trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     finally:
@@ -228,6 +242,11 @@ def _run_phase(phase, peft_model, tokenizer, rows, settings, out: Path, bf16, pr
         examples=len(rows),
         resumed_from_step=resumed_step,
     )
+
+
+def _lora_inputs(trainee, settings: TrainSettings, bf16: bool):
+    """`bf16_lora_inputs` for a LoRA trainee; nothing to switch for full fine-tuning."""
+    return contextlib.nullcontext() if settings.finetune == "full" else bf16_lora_inputs(trainee, bf16)
 
 
 @contextlib.contextmanager

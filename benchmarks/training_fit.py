@@ -1,0 +1,204 @@
+"""Training that fits: LoRA ranks, full fine-tuning, learning rates and epochs on one stage's data.
+
+    python benchmarks/training_fit.py runs/skills-std1 stage-1 --attempt 3 --out runs/fit-stage1 \
+        --variant lora-r16:finetune=lora,lora.r=16,learning_rate=2e-4 \
+        --variant full-5e-5:finetune=full,learning_rate=5e-5 --epochs 3
+
+Every variant trains from the stage's parent on the records the run trained attempt
+``--attempt`` on (the stage's own records, the replay and the kind's extra records, exactly
+as the pipeline built them), saves its weights at the end of every epoch, and each epoch's
+model is scored on a *validation* set: the stage's validation split plus further training
+instances that no record of the stage used (never held-out cases). The held-out set scores
+only each variant's best epoch by validation (``--heldout``), so it never chooses.
+Results: ``<out>/results.json`` and a Markdown table ``<out>/results.md``. Resumable: a
+finished variant or epoch score is read back, not redone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from cai_bootstrap.engines.transformers_engine import TransformersEngine
+from cai_bootstrap.evaluation.heldout import evaluate_heldout
+from cai_bootstrap.jsonl import atomic_write_json, iter_jsonl, read_json
+from cai_bootstrap.models.loading import LINEAGE_FILE, load_model, read_lineage
+from cai_bootstrap.pipeline.setup import load_run
+from cai_bootstrap.pipeline.steps import replay_records, training_records
+from cai_bootstrap.runs.layout import StagePaths
+from cai_bootstrap.stages.context import derive_seed
+from cai_bootstrap.stages.heldout_sets import stage_heldout
+from cai_bootstrap.stages.registry import get_kind
+from cai_bootstrap.stages.validation import validation_instances
+from cai_bootstrap.tasks import get_family
+from cai_bootstrap.training import train_stage
+from cai_bootstrap.training.full import save_full
+from cai_bootstrap.training.lora import save_adapter
+
+
+def parse_variant(text: str) -> tuple[str, dict]:
+    """``name:key=value,lora.r=64`` -> (name, nested TrainSettings update)."""
+    name, _, body = text.partition(":")
+    update: dict = {}
+    for item in filter(None, body.split(",")):
+        key, _, raw = item.partition("=")
+        value: object = raw
+        for cast in (int, float):
+            try:
+                value = cast(raw)
+                break
+            except ValueError:
+                pass
+        target = update
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = target.setdefault(p, {})
+        target[leaf] = value
+    return name, update
+
+
+class SaveEachEpoch(TrainerCallback):
+    """Write the model's trained weights to ``<root>/epoch-N`` at the end of epoch N."""
+
+    def __init__(self, root: Path, full: bool, dtype):
+        self.root, self.full, self.dtype = root, full, dtype
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        target = self.root / f"epoch-{int(round(state.epoch))}"
+        (save_full if self.full else lambda m, t, d: save_adapter(m, t, dtype=d))(model, target, self.dtype)
+
+
+def study_validation(spec, seed: int, used: set[str], per_family: int) -> list:
+    """The stage's validation split plus fresh training instances up to ``per_family`` a family."""
+    base = validation_instances(spec, seed)
+    taken = {i.id for i in base} | used
+    out = list(base)
+    for name in spec.families:
+        have = sum(1 for i in base if i.family == name)
+        pool = get_family(name).instances("train", 20 * per_family, derive_seed(seed, spec.name, "fit-study", name))
+        fresh = [i for i in pool if i.id not in taken][: max(0, per_family - have)]
+        taken |= {i.id for i in fresh}
+        out.extend(fresh)
+    return out
+
+
+def wilson(passed: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (0.0, 1.0)
+    p = passed / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("stage")
+    ap.add_argument("--attempt", type=int, required=True, help="train on the records of this attempt")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--variant", action="append", required=True, help="name:key=value,...")
+    ap.add_argument("--epochs", type=float, default=3)
+    ap.add_argument("--validation-per-family", type=int, default=16)
+    ap.add_argument("--heldout", action="store_true", help="score each variant's best epoch on the held-out set")
+    args = ap.parse_args()
+
+    manifest, settings, curriculum = load_run(args.run)
+    spec = next(s for s in curriculum.stages if s.name == args.stage)
+    paths = StagePaths(args.run, spec.name)
+    own = training_records(paths, spec, args.attempt)
+    replay = replay_records(args.run, spec, len(own), settings.seed)
+    extras = get_kind(spec.kind).extra_records(spec, paths, len(own), settings.seed)
+    records = own + replay + [r for rows in extras.values() for r in rows]
+    used = {r.get("instance") or r["key"].split("@")[0] for r in iter_jsonl(paths.data)}
+    val = study_validation(spec, settings.seed, used, args.validation_per_family)
+    stage_index = manifest["stages"].index(spec.name)
+    previous = manifest["stages"][stage_index - 1] if stage_index else None
+    parent = read_lineage(args.run / previous / "model") if previous else {"base": settings.model, "adapters": []}
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_path = args.out / "results.json"
+    results = read_json(results_path) if results_path.exists() else {}
+    results["setup"] = {"run": str(args.run), "stage": spec.name, "attempt": args.attempt, "records": len(records),
+                        "own": len(own), "replay": len(replay), "validation_cases": len(val),
+                        "parent": previous or settings.model}
+    print(json.dumps(results["setup"]), flush=True)
+
+    for text in args.variant:
+        name, update = parse_variant(text)
+        vdir = args.out / name
+        update.setdefault("epochs", args.epochs)
+        update.setdefault("save_checkpoints", False)
+        train_settings = spec.training.model_copy(deep=True)
+        merged = {**train_settings.model_dump(), **{k: v for k, v in update.items() if k != "lora"}}
+        merged["lora"] = {**train_settings.lora.model_dump(), **update.get("lora", {})}
+        train_settings = type(train_settings).model_validate(merged)
+        entry = results.setdefault("variants", {}).setdefault(name, {"settings": update, "epochs": {}})
+        if not (vdir / "train" / "train_result.json").exists():
+            loaded = load_model(str(args.run / previous / "model") if previous else settings.model)
+            dtype = next(loaded.model.parameters()).dtype
+            saver = SaveEachEpoch(vdir, train_settings.finetune == "full", dtype)
+            result = train_stage(loaded.model, loaded.tokenizer, records, train_settings, vdir / "train",
+                                 progress=False, callbacks=[saver])
+            entry["train_seconds"] = result.train_seconds
+            entry["final_loss"] = result.final_losses.get("sft")
+            entry["trainable_params"] = result.trainable_params
+            del loaded
+        for epoch_dir in sorted(vdir.glob("epoch-*"), key=lambda p: int(p.name.split("-")[1])):
+            key = epoch_dir.name
+            if key in entry["epochs"]:
+                continue
+            score = score_weights(parent, epoch_dir, val, vdir / f"validation-{key}.jsonl", spec)
+            entry["epochs"][key] = score
+            print(name, key, f"validation {score['mean']:.1%}", flush=True)
+            atomic_write_json(results_path, results)
+        if args.heldout and "heldout" not in entry:
+            best = max(entry["epochs"], key=lambda k: (entry["epochs"][k]["mean"], -int(k.split("-")[1])))
+            cases = stage_heldout(args.run, spec, settings.seed)
+            entry["heldout"] = {"epoch": best, **score_weights(parent, vdir / best, cases,
+                                                              vdir / f"heldout-{best}.jsonl", spec)}
+            print(name, best, f"held-out {entry['heldout']['mean']:.1%}", flush=True)
+        atomic_write_json(results_path, results)
+    write_table(results, args.out / "results.md")
+
+
+def score_weights(parent: dict, weights: Path, cases: list, rows: Path, spec) -> dict:
+    """Greedy success of parent + ``weights`` on ``cases`` (rows resumable in ``rows``)."""
+    model_dir = weights.parent / f"{weights.name}-model"
+    model_dir.mkdir(exist_ok=True)
+    lineage = {"base": parent["base"], "base_seed": 0,
+               "adapters": [*parent["adapters"], str(weights.resolve())], "stage": spec.name}
+    (model_dir / LINEAGE_FILE).write_text(json.dumps(lineage))
+    engine = TransformersEngine.from_ref(str(model_dir))
+    score = evaluate_heldout(engine, spec.name, cases, rows, max_new_tokens=spec.sampling.max_new_tokens,
+                             progress=False)
+    passed = sum(f.passed for f in score.per_family.values())
+    n = sum(f.n for f in score.per_family.values())
+    low, high = wilson(passed, n)
+    return {"mean": score.mean, "passed": passed, "n": n, "ci95": [round(low, 4), round(high, 4)],
+            "per_family": {k: v.rate for k, v in score.per_family.items()}}
+
+
+def write_table(results: dict, path: Path) -> None:
+    setup = results["setup"]
+    lines = [f"# Training fit: {setup['stage']} of {setup['run']} (records of attempt {setup['attempt']}: "
+             f"{setup['records']}, validation cases: {setup['validation_cases']})", "",
+             "| variant | settings | trainable | train s | epoch | validation [95% CI] | held-out |",
+             "|---|---|---:|---:|---:|---|---|"]
+    for name, entry in results.get("variants", {}).items():
+        settings = ", ".join(f"{k}={v}" for k, v in entry["settings"].items() if k not in ("save_checkpoints",))
+        for key, score in entry["epochs"].items():
+            held = entry.get("heldout", {})
+            held_text = (f"{held['mean']:.1%} [{held['ci95'][0]:.0%}, {held['ci95'][1]:.0%}]"
+                         if held.get("epoch") == key else "")
+            lines.append(f"| {name} | {settings} | {entry.get('trainable_params', '')} | "
+                         f"{entry.get('train_seconds', '')} | {key.split('-')[1]} | {score['mean']:.1%} "
+                         f"[{score['ci95'][0]:.0%}, {score['ci95'][1]:.0%}] | {held_text} |")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
