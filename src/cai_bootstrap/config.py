@@ -248,6 +248,11 @@ def load_curriculum(
     stages = raw.get("stages")
     if not isinstance(stages, list):
         raise ConfigError(f"{path}: field 'stages': expected a list of stage mappings")
+    names = [stage.get("name") for stage in stages if isinstance(stage, dict)]
+    unknown = sorted(set(stage_overrides or {}) - set(names) - {"*"})
+    if unknown:
+        raise ConfigError(f"stage_overrides for {unknown}: {path} has no such stage (its stages: {names}; "
+                          "'*' means every stage)")
     merged = []
     for i, stage in enumerate(stages):
         if not isinstance(stage, dict):

@@ -147,7 +147,12 @@ def constitution_path(name_or_path: str | Path) -> Path:
 
 
 def _read(path: Path) -> Any:
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConstitutionError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConstitutionError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if path.suffix.lower() == ".json":
         try:
             return json.loads(text)

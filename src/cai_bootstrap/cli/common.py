@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 
 import typer
@@ -21,11 +22,25 @@ def fail(message: str, code: int = 1) -> None:
 def known_errors() -> tuple[type[BaseException], ...]:
     """Errors whose message is the whole story: printed as one line, no traceback."""
     from cai_bootstrap.config import ConfigError
+    from cai_bootstrap.constitution import ConstitutionError
     from cai_bootstrap.jsonl import JsonlError
     from cai_bootstrap.models.loading import ModelLoadError
     from cai_bootstrap.pipeline.setup import RunError
+    from cai_bootstrap.report import ReportError
+    from cai_bootstrap.runs.lock import RunLocked
 
-    return (ConfigError, JsonlError, ModelLoadError, RunError, FileNotFoundError, KeyError)
+    return (ConfigError, ConstitutionError, JsonlError, ModelLoadError, RunError, RunLocked, ReportError,
+            FileNotFoundError, KeyError)
+
+
+def disk_full(exc: BaseException) -> str | None:
+    """A one-line message when ``exc`` says the disk is full (``ENOSPC``, also as safetensors'
+    ``SafetensorError`` text), else None. What was written stays consistent: resume continues."""
+    text = str(exc)
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in text \
+            or "StorageFull" in text:
+        return f"the disk is full ({type(exc).__name__}); free some space, then resume (finished work is kept)"
+    return None
 
 
 def _setup_logging(verbose: bool) -> None:

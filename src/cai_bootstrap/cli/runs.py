@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional
 
@@ -10,7 +12,7 @@ from rich.table import Table
 
 from rich.markup import escape
 
-from cai_bootstrap.cli.common import app, console, err, fail, known_errors
+from cai_bootstrap.cli.common import app, console, disk_full, err, fail, known_errors
 
 @app.command()
 def run(
@@ -31,7 +33,8 @@ def run(
 ) -> None:
     """Start a curriculum run (re-running with the same --out resumes it)."""
     from cai_bootstrap.config import load_run_settings
-    from cai_bootstrap.pipeline.setup import create_run, extend_run
+    from cai_bootstrap.pipeline.setup import check_run, create_run, default_run_dir, extend_run
+    from cai_bootstrap.runs.lock import run_lock
 
     default_model = {"tiny": "tiny", "quick": "gemma-3-270m", "standard": "gemma-3-270m"}.get(preset)
     flags: dict = {"curriculum": curriculum, "preset": preset, "model": model, "seed": seed}
@@ -46,20 +49,27 @@ def run(
         overrides.append(f"control={control}")
     if task:
         overrides.append(f'stage_overrides={{"stage-0": {{"families": [{task}], "options": {{"task": {task}}}}}}}')
-    try:
-        settings = load_run_settings(str(config) if config else None, overrides, flags)
-        if model is None and "model" not in (settings.model_fields_set or set()) and default_model:
-            settings = settings.model_copy(update={"model": default_model})
-        if out is not None and (out / "manifest.json").exists():
-            added = extend_run(out, settings.stages or [], settings.stage_overrides)
-            console.print(f"{out} exists: resuming it" + (f", with the added stages {added}" if added else ""))
-            run_dir = out
-        else:
-            run_dir = create_run(settings, out)
-        console.print(f"run directory: [bold]{run_dir}[/]")
-    except known_errors() as exc:
-        fail(str(exc))
-    _execute(run_dir, not no_progress)
+    with ExitStack() as hold:
+        try:
+            settings = load_run_settings(str(config) if config else None, overrides, flags)
+            if model is None and "model" not in (settings.model_fields_set or set()) and default_model:
+                settings = settings.model_copy(update={"model": default_model})
+            if settings.engine.api_key:  # used by this process, never written into the manifest
+                os.environ["OPENAI_API_KEY"] = settings.engine.api_key
+            run_dir = out if out is not None else default_run_dir(settings)
+            if not (run_dir / "manifest.json").exists():
+                check_run(settings)  # everything checked before the directory is made or locked
+            run_dir.mkdir(parents=True, exist_ok=True)
+            hold.enter_context(run_lock(run_dir))  # one writer, from here until the command ends
+            if (run_dir / "manifest.json").exists():
+                added = extend_run(run_dir, settings.stages or [], settings.stage_overrides)
+                console.print(f"{run_dir} exists: resuming it" + (f", with the added stages {added}" if added else ""))
+            else:
+                create_run(settings, run_dir)
+            console.print(f"run directory: [bold]{run_dir}[/]")
+        except known_errors() as exc:
+            fail(str(exc))
+        _execute(run_dir, not no_progress)
 
 
 @app.command()
@@ -69,18 +79,26 @@ def resume(run_dir: Path = typer.Argument(..., help="run directory"), no_progres
 
 
 def _execute(run_dir: Path, progress: bool) -> None:
+    """Run or resume, then the status table and the report: every step's known errors as one line."""
     from cai_bootstrap.pipeline.runner import GateFailed, execute
+    from cai_bootstrap.runs.lock import run_lock
 
     try:
-        execute(run_dir, console, progress=progress)
-    except GateFailed as exc:
-        err.print(f"[bold red]stopped:[/] {escape(str(exc))}")
-        _status_table(run_dir)
-        raise typer.Exit(3)
+        with run_lock(run_dir):
+            try:
+                execute(run_dir, console, progress=progress)
+            except GateFailed as exc:
+                err.print(f"[bold red]stopped:[/] {escape(str(exc))}")
+                _status_table(run_dir)
+                raise typer.Exit(3) from None
+            _status_table(run_dir)
+            _write_report(run_dir)
     except known_errors() as exc:
         fail(str(exc))
-    _status_table(run_dir)
-    _write_report(run_dir)
+    except Exception as exc:  # noqa: BLE001 - only a full disk is turned into one line
+        if (message := disk_full(exc)) is None:
+            raise
+        fail(message)
 
 
 @app.command()
@@ -97,6 +115,10 @@ def ablate(
         results = execute_controls(run_dir, only, console, progress=not no_progress)
     except known_errors() as exc:
         fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - only a full disk is turned into one line
+        if (message := disk_full(exc)) is None:
+            raise
+        fail(message)
     table = Table(title="held-out: stage model (predecessor-made data) vs control (base-made data)")
     for col in ("stage", "stage model", "control", "difference", "train records (stage / control)"):
         table.add_column(col)
@@ -107,7 +129,10 @@ def ablate(
                       "n/a" if diff is None else f"{100 * diff:+.1f} pts",
                       f"{r['train_records']['stage']} / {r['train_records']['control']}")
     console.print(table)
-    _write_report(run_dir)
+    try:
+        _write_report(run_dir)
+    except known_errors() as exc:
+        fail(str(exc))
 
 
 def _write_report(run_dir: Path) -> None:
@@ -127,8 +152,10 @@ def status(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
 
 
 def _status_table(run_dir: Path) -> None:
-    from cai_bootstrap.jsonl import read_json
-    from cai_bootstrap.runs.layout import StagePaths
+    from pydantic import ValidationError
+
+    from cai_bootstrap.jsonl import JsonlError, read_json
+    from cai_bootstrap.runs.layout import StagePaths, StageStatus
     from cai_bootstrap.pipeline.setup import load_run
     from cai_bootstrap.stages.registry import get_kind
 
@@ -141,8 +168,16 @@ def _status_table(run_dir: Path) -> None:
         if spec.name not in manifest["stages"]:
             continue
         paths = StagePaths(run_dir, spec.name)
-        st = paths.load_status()
-        m = read_json(paths.metrics) if paths.metrics.exists() else {}
+        try:
+            st = paths.load_status()
+        except (JsonlError, ValidationError, OSError) as exc:
+            console.print(f"[bold yellow]warning:[/] {spec.name}: unreadable {paths.state}: {escape(str(exc))}")
+            st = StageStatus.model_construct(state="unknown")
+        try:
+            m = read_json(paths.metrics) if paths.metrics.exists() else {}
+        except (JsonlError, OSError) as exc:
+            console.print(f"[bold yellow]warning:[/] {spec.name}: unreadable {paths.metrics}: {escape(str(exc))}")
+            m = {}
         data = m.get("data", {})
         kept = f"{data.get('kept', '-')} / {data.get('generated', '-')}" if data else "-"
         value = f"{m['value']:.1%}" if "value" in m else "-"

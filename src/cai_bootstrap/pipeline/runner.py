@@ -31,6 +31,7 @@ from cai_bootstrap.pipeline.steps import (
     train_and_install,
     training_set,
 )
+from cai_bootstrap.runs.lock import run_lock
 from cai_bootstrap.runs.layout import FINISHED, StagePaths, StageStatus, now_iso
 from cai_bootstrap.runs.pool import ModelPool
 from cai_bootstrap.stages import rounds
@@ -52,7 +53,11 @@ class GateFailed(RunError):
 
 def execute(run_dir: Path, console: Console | None = None, progress: bool = True) -> list[StageStatus]:
     """Run (or resume) every selected stage in order. The top level of a run."""
-    console = console or Console()
+    with run_lock(run_dir):
+        return _execute(run_dir, console or Console(), progress)
+
+
+def _execute(run_dir: Path, console: Console, progress: bool) -> list[StageStatus]:
     manifest, settings, curriculum = load_run(run_dir)
     pool = ModelPool(run_dir, settings.model, settings.engine, settings.judge_model)
     stages = [s for s in curriculum.stages if s.name in manifest["stages"]]
@@ -74,6 +79,11 @@ def execute_controls(run_dir: Path, only: list[str] | None = None, console: Cons
                      progress: bool = True) -> list[dict]:
     """The control experiment on the finished stages of an existing run (`ablate`)."""
     console = console or Console()
+    with run_lock(run_dir):
+        return _execute_controls(run_dir, only, console, progress)
+
+
+def _execute_controls(run_dir: Path, only: list[str] | None, console: Console, progress: bool) -> list[dict]:
     manifest, settings, curriculum = load_run(run_dir)
     pool = ModelPool(run_dir, settings.model, settings.engine, settings.judge_model)
     stages = [s for s in curriculum.stages if s.name in manifest["stages"]]

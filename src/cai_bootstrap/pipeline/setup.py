@@ -6,11 +6,15 @@ import os
 import time
 from pathlib import Path
 
-from cai_bootstrap.config import Curriculum, RunSettings, StageSpec, curriculum_path
+from pydantic import ValidationError
+
+from cai_bootstrap.config import Curriculum, RunSettings, StageSpec, curriculum_path, format_validation_error
 from cai_bootstrap.jsonl import atomic_write_json, read_json
 from cai_bootstrap.runs.layout import now_iso
 from cai_bootstrap.runs.manifest import git_commit, input_hashes, package_versions
-from cai_bootstrap.stages.registry import load_curriculum
+from cai_bootstrap.constitution import load_constitution
+from cai_bootstrap.models.loading import resolve_model_ref
+from cai_bootstrap.stages.registry import get_kind, load_curriculum
 
 
 class RunError(RuntimeError):
@@ -31,13 +35,12 @@ def create_run(settings: RunSettings, out: Path | None = None) -> Path:
     run_dir = Path(out) if out else default_run_dir(settings)
     if (run_dir / "manifest.json").exists():
         raise RunError(f"{run_dir} already holds a run; use `cai-bootstrap resume {run_dir}` or another --out")
-    curriculum = load_curriculum(settings.curriculum, settings.preset, settings.stage_overrides)
-    stages = _selected_stages(curriculum, settings)
+    curriculum, stages = check_run(settings)
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = {
         "run_id": run_dir.name,
         "created": now_iso(),
-        "settings": settings.model_dump(),
+        "settings": recorded_settings(settings),
         "curriculum": curriculum.model_dump(),
         "curriculum_file": str(curriculum_path(settings.curriculum)),
         "stages": [s.name for s in stages],
@@ -50,6 +53,16 @@ def create_run(settings: RunSettings, out: Path | None = None) -> Path:
     }
     atomic_write_json(run_dir / "manifest.json", manifest)
     return run_dir
+
+
+def check_run(settings: RunSettings) -> tuple[Curriculum, list[StageSpec]]:
+    """Everything a new run will need, checked without writing anything: the curriculum whole
+    (kinds, families, roles, options, overrides of every stage), ``--stages`` a prefix of it,
+    the model references and the constitution. Returns the curriculum and the selected stages."""
+    curriculum = load_curriculum(settings.curriculum, settings.preset, settings.stage_overrides)
+    stages = _selected_stages(curriculum, settings)
+    check_references(settings, stages)
+    return curriculum, stages
 
 
 def extend_run(run_dir: Path, wanted: list[str], stage_overrides: dict | None = None) -> list[str]:
@@ -92,6 +105,9 @@ def extend_run(run_dir: Path, wanted: list[str], stage_overrides: dict | None = 
     stages = [n for n in names if n in manifest["stages"] or n in new]
     if stages[: len(manifest["stages"])] != manifest["stages"]:
         raise RunError(f"stages {new} would not follow the run's stages {manifest['stages']} in order")
+    if stages != names[: len(stages)]:
+        raise RunError(f"stages {stages} are not a prefix of the curriculum's stages {names}")
+    check_references(settings, [now[n] for n in new])
     manifest["curriculum"] = curriculum.model_dump()
     manifest["stages"] = stages
     manifest["settings"]["stages"] = stages
@@ -125,7 +141,32 @@ def _selected_stages(curriculum: Curriculum, settings: RunSettings) -> list[Stag
     unknown = [s for s in settings.stages if s not in names]
     if unknown:
         raise RunError(f"unknown stages {unknown}; curriculum has {names}")
+    if sorted(settings.stages, key=names.index) != names[: len(settings.stages)]:
+        raise RunError(f"--stages {','.join(settings.stages)}: must be a prefix of the curriculum's stages {names} "
+                       f"(a stage trains on the one before it), e.g. {','.join(names[: len(settings.stages)])}")
     return [s for s in curriculum.stages if s.name in settings.stages]
+
+
+def check_references(settings: RunSettings, stages: list[StageSpec]) -> None:
+    """What the stages will load, checked before ``manifest.json`` is written: the base and judge
+    model references (local backends) and, for a constitutional stage, the constitution."""
+    if settings.engine.backend != "openai":  # a server's model ids are the server's business
+        source, _ = resolve_model_ref(settings.model)
+        if source == "stage":
+            raise RunError(f"--model {settings.model}: a stage model cannot be the base of a new run; "
+                           "name its base model, or add stages to that run with `run --out <it> --stages ...`")
+        if settings.judge_model:
+            resolve_model_ref(settings.judge_model)
+    if any(get_kind(s.kind).uses_constitution for s in stages):
+        load_constitution(settings.constitution)
+
+
+def recorded_settings(settings: RunSettings) -> dict:
+    """The settings as the manifest keeps them: without ``engine.api_key`` (a secret; a resumed
+    run reads the key from ``OPENAI_API_KEY`` again)."""
+    data = settings.model_dump()
+    data["engine"]["api_key"] = None
+    return data
 
 
 def load_run(run_dir: Path) -> tuple[dict, RunSettings, Curriculum]:
@@ -133,8 +174,15 @@ def load_run(run_dir: Path) -> tuple[dict, RunSettings, Curriculum]:
     if not path.exists():
         raise RunError(f"{run_dir}: no manifest.json (not a run directory)")
     manifest = read_json(path)
-    settings = RunSettings.model_validate(manifest["settings"])
-    curriculum = Curriculum.model_validate(manifest["curriculum"])
+    missing = [k for k in ("run_id", "settings", "curriculum", "stages") if not isinstance(manifest, dict) or k not in manifest]
+    if missing:
+        raise RunError(f"{path}: not a manifest this tool wrote (missing {', '.join(missing)}); "
+                       "restore it or start a new run")
+    try:
+        settings = RunSettings.model_validate(manifest["settings"])
+        curriculum = Curriculum.model_validate(manifest["curriculum"])
+    except ValidationError as exc:
+        raise RunError(format_validation_error(str(path), exc)) from None
     return manifest, settings, curriculum
 
 

@@ -22,6 +22,9 @@ from cai_bootstrap.jsonl import JsonlError, iter_jsonl, read_json
 N_KEPT_SAMPLES = 3
 N_HELDOUT_SAMPLES = 4
 
+#: the state of a stage whose state.json cannot be read
+UNKNOWN_STATE = "unknown (state.json unreadable)"
+
 
 class ReportError(ValueError):
     """The run directory cannot be reported on (no manifest, unreadable manifest)."""
@@ -112,9 +115,11 @@ class StageData:
 
     @property
     def state(self) -> str:
-        """pending | generating | training | evaluating | passed | failed | continued | not run."""
+        """pending | generating | training | evaluating | passed | failed | continued | not run | unknown."""
         if self.status and self.status.get("state"):
             return str(self.status["state"])
+        if any(p.startswith(("unreadable state.json", "state.json is not")) for p in self.problems):
+            return UNKNOWN_STATE  # not "failed" from an old metrics.json: nobody knows where it stopped
         if self.metrics is not None:
             return "passed" if self.metrics.get("passed") else "failed"
         return "not run"

@@ -57,6 +57,7 @@ def build(ctx: StageContext) -> None:
 
 class GenerationStage(StageKind):
     name = "generation"
+    roles = ("prompt_writer", "answerer")
     options_model = SkillOptions
     supports_rounds = True
     default_yield = 0.5

@@ -79,6 +79,7 @@ def build(ctx: StageContext) -> None:
 
 class ImplicitStage(StageKind):
     name = "implicit"
+    roles = ("prompt_writer", "answerer")
     options_model = SkillOptions
     supports_rounds = True
     default_yield = 0.5

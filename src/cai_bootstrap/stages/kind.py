@@ -32,6 +32,7 @@ from cai_bootstrap.runs.pool import ModelPool
 from cai_bootstrap.stages.context import StageContext
 from cai_bootstrap.stages.heldout_sets import PROBE_FILE, stage_heldout
 from cai_bootstrap.tasks.base import Instance
+from cai_bootstrap.tasks.catalog import FAMILIES
 
 
 @dataclass
@@ -140,10 +141,23 @@ class StageKind:
     #: planner: samples per case of the answerer and the critic (None: the sampling settings)
     answers_per_case: ClassVar[int | None] = None
     critiques_per_case: ClassVar[int | None] = None
+    #: the role names a curriculum may give this kind in ``roles:`` besides ``judge`` (which every
+    #: kind accepts: stage defaults name it once for all stages); any other key is a typo
+    roles: ClassVar[tuple[str, ...]] = ("answerer",)
+    #: its build reads the run's constitution (loaded when the run is created, to fail early)
+    uses_constitution: ClassVar[bool] = False
 
     def check(self, spec: StageSpec) -> None:
         """Reject settings this kind cannot honour (before any work starts)."""
         self.options(spec)
+        unknown_roles = sorted(set(spec.roles) - set(self.roles) - {"judge"})
+        if unknown_roles:
+            raise ConfigError(f"stage {spec.name!r}: kind {self.name!r} has no role {', '.join(unknown_roles)}; "
+                              f"its roles: {', '.join(self.roles)} (and judge)")
+        unknown_families = [f for f in spec.families if f not in FAMILIES]
+        if unknown_families:
+            raise ConfigError(f"stage {spec.name!r}: unknown task families {unknown_families}; "
+                              f"known: {', '.join(sorted(FAMILIES))}")
         if not self.supports_rounds and (spec.rounds.count or spec.validation):
             raise ConfigError(f"stage {spec.name!r}: kind {self.name!r} has no self-training rounds or validation "
                               f"split (rounds.count={spec.rounds.count}, validation={spec.validation}); set them to 0")

@@ -105,6 +105,7 @@ def build(ctx: StageContext) -> None:
 
 class RevisionStage(StageKind):
     name = "revision"
+    roles = ("answerer", "critic", "reviser", "judge")
     options_model = SkillOptions
     supports_rounds = True
     default_yield = 0.5

@@ -338,6 +338,7 @@ __all__ = ["TaskStage", "build", "plan", "run_chunk"]
 
 class TaskStage(StageKind):
     name = "task"
+    roles = ("answerer", "critic", "reviser")
     options_model = TaskOptions
     default_yield = 0.6
 

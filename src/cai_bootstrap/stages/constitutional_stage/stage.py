@@ -12,7 +12,9 @@ from cai_bootstrap.stages.constitutional_stage.builder import build
 from cai_bootstrap.stages.constitutional_stage.contrast import contrast_pairs
 from cai_bootstrap.stages.constitutional_stage.evaluate import evaluate_stage
 from cai_bootstrap.stages.constitutional_stage.helpful import helpful_samples
+from cai_bootstrap.stages.constitutional_stage.items import FALLBACK_REVISER
 from cai_bootstrap.stages.constitutional_stage.options import ConstitutionalOptions, stage_options
+from cai_bootstrap.stages.constitutional_stage.prompts import REFUSAL_WRITER
 from cai_bootstrap.stages.context import StageContext
 from cai_bootstrap.stages.kind import StageEvaluation, StageJob, StageKind
 
@@ -33,6 +35,8 @@ def stage_contrast_pairs(spec: StageSpec, paths: StagePaths, n_own: int, seed: i
 
 class ConstitutionalStage(StageKind):
     name = "constitutional"
+    uses_constitution = True
+    roles = ("prompt_writer", "answerer", "critic", "reviser", "judge", FALLBACK_REVISER, REFUSAL_WRITER)
     options_model = ConstitutionalOptions
     retained_skill = False  # its held-out set is safety, judged by the gate, not a skill to keep
     keeps_best_attempt = False  # the safety gate has no single score to rank attempts by
