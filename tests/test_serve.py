@@ -173,3 +173,96 @@ def test_loader_serves_other_model_ids(engine):
     assert loads == ["a", "b"]
     r = multi.post("/v1/completions", json={**req, "model": "missing"})
     assert r.status_code == 404 and "no such model" in r.json()["error"]["message"]
+
+
+# ------------------------------------------------------------------ one request cannot stall the server (#22)
+
+
+def test_api_key_covers_docs_and_comes_from_env_or_file(engine, tmp_path, monkeypatch):
+    from cai_bootstrap.serve import API_KEY_ENV, read_api_key
+
+    guarded = TestClient(create_app(engine, "tiny", api_key="s3cret"))
+    for path in ("/docs", "/openapi.json", "/redoc", "/v1/models"):
+        r = guarded.get(path)
+        assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error", path
+        assert guarded.get(path, headers={"Authorization": "Bearer s3cret"}).status_code == 200, path
+    assert guarded.get("/v1/models", headers={"Authorization": "Bearer s3cre"}).status_code == 401
+    assert guarded.get("/v1/models", headers={"Authorization": "Bearer s3crét".encode()}).status_code == 401
+    key_file = tmp_path / "key"
+    key_file.write_text("from-file\n", encoding="utf-8")
+    monkeypatch.setenv(API_KEY_ENV, "from-env")
+    assert read_api_key(None, key_file) == "from-file" and read_api_key() == "from-env"
+    monkeypatch.delenv(API_KEY_ENV)
+    assert read_api_key() is None
+
+
+def test_limits_give_json_errors(engine):
+    from cai_bootstrap.serve import ServeLimits
+
+    app = create_app(engine, "tiny", limits=ServeLimits(max_tokens=64, max_body_bytes=20_000, max_sequences=8))
+    app.add_api_route("/boom", lambda: 1 / 0)  # an unexpected error in any route
+    client = TestClient(app, raise_server_exceptions=False)
+    for body in ({"prompt": "x", "max_tokens": 100000}, {"prompt": "x", "max_tokens": 1e12},
+                 {"prompt": "x", "max_tokens": 10**30}):
+        r = client.post("/v1/completions", json=body)
+        assert r.status_code == 400 and "max_tokens" in r.json()["error"]["message"], r.text
+    r = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}], "max_tokens": 65})
+    assert r.status_code == 400 and "limit of 64" in r.json()["error"]["message"]
+    r = client.post("/v1/completions", json={"prompt": ["x"] * 3, "n": 3, "max_tokens": 2})
+    assert r.status_code == 400 and "sequences" in r.json()["error"]["message"]
+    r = client.post("/v1/completions", json={"prompt": "x" * 50_000, "max_tokens": 2})
+    assert r.status_code == 413 and "limit" in r.json()["error"]["message"]
+    chunks = (b'{"prompt": "' + b"x" * 10_000 + b'", ' for _ in range(3))  # streamed, no content-length
+    r = client.post("/v1/completions", content=chunks, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]
+    r = client.get("/boom")
+    assert r.status_code == 500 and r.json()["error"]["message"] == "internal error (ZeroDivisionError)"
+
+
+def test_usage_counts_the_prompt_tokens_the_model_saw(client, engine):
+    long = format_prompt("word " * 1000)  # > max_prompt_tokens (1536) bytes of the byte tokenizer
+    assert len(engine.tokenizer(long).input_ids) > engine.max_prompt_tokens
+    body = client.post("/v1/completions", json={"prompt": long, "max_tokens": 1, "temperature": 0}).json()
+    assert body["usage"]["prompt_tokens"] == engine.max_prompt_tokens
+
+
+def test_long_request_does_not_stall_the_others(engine):
+    """A greedy 3,000-token request (about a minute on the tiny model) whose client gives up
+    is cancelled: the request queued behind it finishes within seconds, and a request beyond
+    the queue's bound gets 503 at once instead of waiting."""
+    import threading
+
+    from cai_bootstrap.serve import ServeLimits, serve_in_thread
+
+    app = create_app(engine, "tiny", limits=ServeLimits(max_tokens=4000, max_queue=1))
+    short = {"prompt": PROMPTS[0], "max_tokens": 4, "temperature": 0}
+    results: dict = {}
+    with serve_in_thread(app) as url:
+        def long_request():
+            with httpx.Client(timeout=2.0) as c:
+                try:
+                    c.post(f"{url}/v1/completions", json={"prompt": PROMPTS[0], "max_tokens": 3000, "temperature": 0})
+                    results["long"] = "finished"
+                except httpx.TimeoutException:
+                    results["long"] = "gave up"
+
+        def queued_request():
+            t0 = time.monotonic()
+            r = httpx.post(f"{url}/v1/completions", json=short, timeout=120)
+            results["queued"] = (r.status_code, time.monotonic() - t0)
+
+        long_t = threading.Thread(target=long_request)
+        long_t.start()
+        time.sleep(0.7)  # the long request holds the model
+        queued_t = threading.Thread(target=queued_request)
+        queued_t.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        busy = httpx.post(f"{url}/v1/completions", json=short, timeout=30)
+        assert busy.status_code == 503 and "busy" in busy.json()["error"]["message"]
+        assert time.monotonic() - t0 < 2
+        long_t.join(30)
+        queued_t.join(60)
+    assert results["long"] == "gave up"
+    status, seconds = results["queued"]
+    assert status == 200 and seconds < 20, results  # uncancelled, the long request alone takes ~80 s here

@@ -67,3 +67,33 @@ def test_top_p_keeps_only_the_head_of_the_distribution():
     assert set(picked.tolist()) == {0}
     picked = pick_tokens(scores, SamplingParams(max_new_tokens=1, temperature=1.0, top_p=0.99), g)
     assert set(picked.tolist()) == {0, 1}
+
+
+def test_long_prompts_are_cut_from_the_left_with_a_warning(engine, caplog):
+    """The end of a prompt (the request and its `### Response:` header) is what the answer
+    follows: a prompt over `max_prompt_tokens` loses its start (few-shot examples), with a warning."""
+    small = TransformersEngine(engine.loaded, batch_size=4, max_prompt_tokens=64)
+    prompt = "### Instruction:\n" + "many few-shot examples " * 20 + "\nName a colour.\n\n### Response:\n"
+    ids = small.prompt_ids(prompt)
+    full = small.tokenizer(prompt).input_ids
+    assert len(ids) == 64 and ids[-40:] == full[-40:]
+    assert small.tokenizer.decode(ids, skip_special_tokens=True).endswith("Name a colour.\n\n### Response:\n")
+    if small.tokenizer.bos_token_id is not None and full[0] == small.tokenizer.bos_token_id:
+        assert ids[0] == full[0]
+    enc = small._encode([prompt, "short"])
+    assert enc["input_ids"].shape[1] == 64 and enc["input_ids"][0].tolist() == ids
+    with caplog.at_level("WARNING"):
+        small.generate([prompt], SamplingParams(max_new_tokens=2), progress=False)
+    assert "cut from the left" in caplog.text
+
+
+def test_generation_stops_when_cancelled(engine):
+    import threading
+
+    from cai_bootstrap.engines.base import GenerationCancelled
+
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(GenerationCancelled):
+        engine.generate(PROMPTS, SamplingParams(max_new_tokens=50, min_new_tokens=50), progress=False, cancel=cancel)
+    assert engine.generate(PROMPTS[:1], SamplingParams(max_new_tokens=3), progress=False, cancel=threading.Event())

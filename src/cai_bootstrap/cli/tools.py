@@ -54,15 +54,24 @@ def serve(
     port: int = typer.Option(8000),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE),
     dtype: str = typer.Option("auto"),
-    api_key: Optional[str] = typer.Option(None, help="require this bearer token"),
+    api_key: Optional[str] = typer.Option(
+        None, envvar="CAI_BOOTSTRAP_API_KEY", show_envvar=True,
+        help="require this bearer token (prefer the environment variable or --api-key-file: a command line "
+        "is visible to every user in `ps`)"),
+    api_key_file: Optional[Path] = typer.Option(None, help="read the bearer token from this file's first line"),
+    max_tokens: int = typer.Option(2048, min=1, help="largest max_tokens one request may ask for"),
+    max_queue: int = typer.Option(16, min=0, help="requests that may wait behind the running one (then 503)"),
+    max_body_bytes: int = typer.Option(2_000_000, min=1, help="largest request body (then 413)"),
     any_model: bool = typer.Option(False, help="also serve other model refs named in requests (stage models)"),
 ) -> None:
     """OpenAI-compatible server (/v1/models, /v1/completions, /v1/chat/completions)."""
-    from cai_bootstrap.serve import run_server
+    from cai_bootstrap.serve import ServeLimits, read_api_key, run_server
 
     try:
-        run_server(model, host=host, port=port, dtype=dtype, batch_size=batch_size, api_key=api_key,
-                   any_model=any_model)
+        key = read_api_key(api_key, api_key_file)
+        limits = ServeLimits(max_tokens=max_tokens, max_queue=max_queue, max_body_bytes=max_body_bytes)
+        run_server(model, host=host, port=port, dtype=dtype, batch_size=batch_size, api_key=key,
+                   any_model=any_model, limits=limits)
     except known_errors() as exc:
         fail(str(exc))
 

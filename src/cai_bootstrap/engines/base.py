@@ -30,6 +30,10 @@ class SamplingParams(BaseModel):
     min_new_tokens: int = Field(0, ge=0)
 
 
+class GenerationCancelled(RuntimeError):
+    """``generate`` stopped because its caller set the ``cancel`` event (a client went away)."""
+
+
 class Engine(ABC):
     """Generates text for a batch of prompts (already formatted)."""
 

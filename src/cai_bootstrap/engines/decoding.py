@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 import torch
-from cai_bootstrap.engines.base import SamplingParams
+from cai_bootstrap.engines.base import GenerationCancelled, SamplingParams
 from cai_bootstrap.engines.kv_cache import slot_cache
 
 #: Sampling candidates per step: top-p mass beyond the 64th token is dropped.
@@ -58,6 +58,7 @@ def decode_batch(
     eos_ids: Sequence[int],
     stopped: Callable[[list[int]], bool] | None = None,
     seed: int = 0,
+    cancelled: Callable[[], bool] | None = None,
 ) -> list[list[int]]:
     """New token ids per row (``settings.n`` adjacent rows per prompt), without the EOS token.
 
@@ -66,7 +67,8 @@ def decode_batch(
 
     ``input_ids``/``attention_mask`` are left-padded prompts. ``stopped(tokens)`` says
     whether a row's new tokens end in a stop string (checked once ``min_new_tokens``
-    are out, like EOS).
+    are out, like EOS). ``cancelled()`` is asked before every step; when it says yes the
+    batch is abandoned with `GenerationCancelled` (the server's client went away).
     """
     n, device = settings.n, input_ids.device
     generator = torch.Generator(device=device).manual_seed(seed) if settings.temperature > 0 else None
@@ -88,6 +90,8 @@ def decode_batch(
     eos = torch.tensor(list(eos_ids), device=device)
     out: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
     for step in range(settings.max_new_tokens):
+        if cancelled is not None and cancelled():
+            raise GenerationCancelled(f"cancelled after {step} of {settings.max_new_tokens} tokens")
         scores = logits
         if seen is not None:
             scores = _penalize_repeats(scores, seen, settings.repetition_penalty)

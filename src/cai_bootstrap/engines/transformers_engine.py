@@ -10,7 +10,9 @@ keeps only the option tokens).
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
+import threading
 import time
 
 import torch
@@ -20,6 +22,9 @@ from cai_bootstrap.engines.base import DEFAULT_BATCH_SIZE, Engine, SamplingParam
 from cai_bootstrap.engines.decoding import decode_batch
 from cai_bootstrap.models.loading import LoadedModel, load_model
 from cai_bootstrap.prompt_format import STOP_SEQUENCES, clean_response
+
+
+log = logging.getLogger(__name__)
 
 
 def batch_seed(seed: int, batch_index: int) -> int:
@@ -57,22 +62,49 @@ class TransformersEngine(Engine):
     def from_ref(cls, ref: str, dtype: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> TransformersEngine:
         return cls(load_model(ref, dtype=dtype), batch_size=batch_size)
 
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """The token ids the model sees for ``prompt``: at most ``max_prompt_tokens``, cut from
+        the *left* (the start of a few-shot prompt goes; the leading special token and the end,
+        with the ``### Response:`` header the answer follows, stay)."""
+        ids = self.tokenizer(prompt).input_ids
+        limit = self.max_prompt_tokens
+        if len(ids) <= limit:
+            return ids
+        bos = self.tokenizer.bos_token_id
+        head = ids[:1] if bos is not None and ids[0] == bos else []
+        return head + ids[len(ids) - (limit - len(head)):]
+
     def _encode(self, prompts: list[str]) -> dict:
-        enc = self.tokenizer(
-            prompts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_prompt_tokens
-        )
+        ids = [self.prompt_ids(p) for p in prompts]
+        width = max(len(row) for row in ids)
+        pad = self.tokenizer.pad_token_id
         device = self.model.device
-        return {k: v.to(device) for k, v in enc.items()}
+        input_ids = torch.tensor([[pad] * (width - len(row)) + row for row in ids], device=device)
+        mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in ids], device=device)
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+    def _warn_long(self, lengths: list[int]) -> None:
+        long = [n for n in lengths if n > self.max_prompt_tokens]
+        if long:
+            log.warning(
+                "%d of %d prompts exceed %d tokens (longest %d): cut from the left, so the start of the "
+                "prompt (few-shot examples) is lost and its end (the request and '### Response:') kept",
+                len(long), len(lengths), self.max_prompt_tokens, max(long),
+            )
 
     @torch.inference_mode()
     def generate(
-        self, prompts: list[str], params: SamplingParams, *, progress: bool = True, desc: str = "generate"
+        self, prompts: list[str], params: SamplingParams, *, progress: bool = True, desc: str = "generate",
+        cancel: threading.Event | None = None,
     ) -> list[list[str]]:
+        """``cancel``: set it (from another thread) to abandon the call with `GenerationCancelled`
+        before the next decoding step."""
         if not prompts:
             return []
         stops = list(dict.fromkeys(list(STOP_SEQUENCES) + list(params.stop)))
         # Longest first: the slowest batch runs while the ETA is still honest.
         lengths = [len(self.tokenizer(p).input_ids) for p in prompts]
+        self._warn_long(lengths)
         order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
         # n samples per prompt share the batch: fewer prompts per batch when n > 1.
         per_batch = max(1, self.batch_size // params.n)
@@ -88,6 +120,7 @@ class TransformersEngine(Engine):
                 new = decode_batch(
                     self.model, enc["input_ids"], enc["attention_mask"], params,
                     eos_ids=[self.tokenizer.eos_token_id], stopped=stopped, seed=batch_seed(params.seed, b),
+                    cancelled=cancel.is_set if cancel is not None else None,
                 )
                 texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
                 done_tokens += sum(len(t) for t in new)

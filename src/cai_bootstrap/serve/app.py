@@ -23,12 +23,21 @@ cleaned (cut at the first stop string, whitespace stripped). ``finish_reason`` i
 ``usage.completion_tokens`` counts the generated non-padding tokens, stop text included:
 both are close approximations, since the engine returns cleaned text only.
 
-The models are used by one request at a time (a lock); requests queue. The server binds
-to 127.0.0.1 unless told otherwise and has no authentication unless ``api_key`` is set.
+The models are used by one request at a time (a lock); requests queue, at most
+``ServeLimits.max_queue`` of them behind the running one (more get 503). One request is
+bounded: ``max_tokens`` up to ``ServeLimits.max_tokens``, prompts x ``n`` up to
+``max_sequences``, a body of ``max_body_bytes`` (413 beyond), prompts cut from the left to the
+engine's ``max_prompt_tokens`` (``usage.prompt_tokens`` counts what the model saw). A client
+that disconnects cancels its generation before the next decoding step, and so does shutdown.
+Every error is a JSON body in OpenAI's shape, unexpected ones included (500). The server binds
+to 127.0.0.1 unless told otherwise and has no authentication unless ``api_key`` is set; with
+it, every path but ``/health`` (``/docs`` and ``/openapi.json`` too) needs the bearer token,
+compared in constant time. See docs/security.md for what this promises and what it does not.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import socket
@@ -38,112 +47,29 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
 
+import anyio
 import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cai_bootstrap.engines.base import DEFAULT_BATCH_SIZE, SamplingParams
+from cai_bootstrap.engines.base import DEFAULT_BATCH_SIZE, GenerationCancelled, SamplingParams
 from cai_bootstrap.engines.transformers_engine import TransformersEngine
 from cai_bootstrap.models.loading import model_fingerprint
-from cai_bootstrap.prompt_format import STOP_SEQUENCES, format_prompt
+from cai_bootstrap.prompt_format import format_prompt
+from cai_bootstrap.serve.limits import LOOPBACK, ApiKeyAuth, BodyLimit, ServeLimits, read_api_key
+from cai_bootstrap.serve.schema import (
+    ApiError,
+    ChatRequest,
+    CompletionRequest,
+    _Request,
+    error_response,
+    extra_stops,
+    messages_to_instruction,
+)
 
 log = logging.getLogger(__name__)
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.type, self.param = status, message, type_, param
-
-
-def _error_response(status: int, message: str, type_: str = "invalid_request_error", param: str | None = None):
-    body = {"error": {"message": message, "type": type_, "param": param, "code": None}}
-    return JSONResponse(body, status_code=status)
-
-
-class _Request(BaseModel):
-    # OpenAI clients send fields we do not use (user, logit_bias, ...): accept and ignore.
-    model_config = ConfigDict(extra="ignore")
-
-    model: str | None = None
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int = Field(0, ge=-1, description="vLLM extension; 0 or -1: off")
-    repetition_penalty: float = Field(1.0, gt=0.0, description="vLLM extension")
-    n: int = Field(1, ge=1, le=128)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    stream: bool = False
-
-
-class CompletionRequest(_Request):
-    prompt: str | list[str]
-    max_tokens: int = Field(16, ge=0)
-    echo: bool = False
-    logprobs: int | None = Field(None, ge=0, le=20)
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
-
-    def text(self) -> str:
-        if self.content is None:
-            return ""
-        if isinstance(self.content, str):
-            return self.content
-        return "\n".join(part.get("text", "") for part in self.content if part.get("type") == "text")
-
-
-class ChatRequest(_Request):
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-
-
-def messages_to_instruction(messages: list[ChatMessage] | list[dict]) -> str:
-    """Fold a chat into one instruction of the project's prompt format.
-
-    The last user message is the instruction. System/developer messages come first
-    as plain paragraphs. Earlier user/assistant turns are written before it under
-    "Conversation so far:" as ``User: ...`` / ``Assistant: ...`` lines, then
-    "Current request:" and the last user message; with no earlier turns the
-    instruction is the system text (if any) and the user message alone. Messages
-    after the last user message are not allowed (the model answers the user).
-    """
-    msgs = [m if isinstance(m, ChatMessage) else ChatMessage.model_validate(m) for m in messages]
-    last_user = max((i for i, m in enumerate(msgs) if m.role == "user"), default=None)
-    if last_user is None:
-        raise ApiError(400, "messages must contain a user message", param="messages")
-    if last_user != len(msgs) - 1:
-        raise ApiError(400, "the last message must be the user's (assistant prefill is not supported)",
-                       param="messages")
-    system = [m.text().strip() for m in msgs[:last_user] if m.role in ("system", "developer") and m.text().strip()]
-    turns = [m for m in msgs[:last_user] if m.role in ("user", "assistant", "tool")]
-    parts = list(system)
-    current = msgs[last_user].text().strip()
-    if turns:
-        names = {"user": "User", "assistant": "Assistant", "tool": "Tool"}
-        history = "\n".join(f"{names[m.role]}: {m.text().strip()}" for m in turns)
-        parts.append(f"Conversation so far:\n{history}")
-        parts.append(f"Current request:\n{current}")
-    else:
-        parts.append(current)
-    return "\n\n".join(parts)
-
-
-def _stops(stop: str | list[str] | None) -> list[str]:
-    items = [stop] if isinstance(stop, str) else list(stop or [])
-    return [s for s in dict.fromkeys(items) if s and s not in STOP_SEQUENCES]
 
 
 def create_app(
@@ -153,6 +79,7 @@ def create_app(
     api_key: str | None = None,
     loader: Callable[[str], TransformersEngine] | None = None,
     max_loaded: int = 2,
+    limits: ServeLimits | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``engine`` under the model id ``model_name``.
 
@@ -162,32 +89,74 @@ def create_app(
     That lets one server answer for every model of a run (``engine.backend=openai``
     sends each role's model reference as its id). Without it other ids get 404.
     """
+    limits = limits or ServeLimits()
     app = FastAPI(title="cai-bootstrap", description=f"OpenAI-compatible server for {model_name}")
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
     lock = threading.Lock()  # one request uses the models at a time
+    waiting = [0]  # requests admitted and not finished (the running one included)
     engines: OrderedDict[str, TransformersEngine] = OrderedDict([(model_name, engine)])
     fingerprints: dict[str, str | None] = {}  # of models loaded on request (see model_fingerprint)
     created = int(time.time())
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError):
-        return _error_response(exc.status, exc.message, exc.type, exc.param)
+        return error_response(exc.status, exc.message, exc.type, exc.param)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
         msgs = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()]
-        return _error_response(400, "; ".join(msgs))
+        return error_response(400, "; ".join(msgs))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException):
         kind = "not_found_error" if exc.status_code == 404 else "error"
-        return _error_response(exc.status_code, str(exc.detail), kind)
+        return error_response(exc.status_code, str(exc.detail), kind)
 
-    @app.middleware("http")
-    async def _auth(request: Request, call_next):
-        if api_key and request.url.path.startswith("/v1/"):
-            if request.headers.get("authorization", "") != f"Bearer {api_key}":
-                return _error_response(401, "invalid or missing API key", "authentication_error")
-        return await call_next(request)
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception):
+        log.exception("request failed")
+        return error_response(500, f"internal error ({type(exc).__name__})", "server_error")
+
+    if api_key:
+        app.add_middleware(ApiKeyAuth, api_key=api_key)
+
+    def check_size(n_prompts: int, req: _Request, max_tokens: int) -> None:
+        if max_tokens > limits.max_tokens:
+            raise ApiError(400, f"max_tokens {max_tokens} is over this server's limit of {limits.max_tokens}",
+                           param="max_tokens")
+        if n_prompts * req.n > limits.max_sequences:
+            raise ApiError(400, f"{n_prompts} prompts x n={req.n} is over this server's limit of "
+                           f"{limits.max_sequences} sequences per request", param="n")
+
+    async def admitted(request: Request, work: Callable[[threading.Event], dict]) -> dict:
+        """Run ``work(cancel)`` in a worker thread once the models are free; 503 when the queue
+        is full; ``cancel`` is set when the client disconnects or the server shuts down."""
+        if waiting[0] > limits.max_queue:
+            raise ApiError(503, f"server busy: {waiting[0]} requests running or queued; retry later",
+                           "server_error")
+        waiting[0] += 1
+        cancel = threading.Event()
+        task = asyncio.ensure_future(anyio.to_thread.run_sync(work, cancel))
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=0.05)
+                if done:
+                    return task.result()
+                if not cancel.is_set() and await request.is_disconnected():
+                    log.info("client went away: generation cancelled")
+                    cancel.set()
+        except asyncio.CancelledError:  # shutdown: stop the worker at its next decoding step
+            cancel.set()
+            raise
+        finally:
+            waiting[0] -= 1
+
+    @contextmanager
+    def holding_models(cancel: threading.Event) -> Iterator[None]:
+        with lock:
+            if cancel.is_set():
+                raise GenerationCancelled("client went away while queued")
+            yield
 
     def resolve(req: _Request) -> tuple[str, TransformersEngine]:
         """The engine for the request's model id (call with the lock held)."""
@@ -218,14 +187,18 @@ def create_app(
     def n_tokens(eng: TransformersEngine, text: str, special: bool) -> int:
         return len(eng.tokenizer(text, add_special_tokens=special).input_ids)
 
-    def run(eng: TransformersEngine, prompts: list[str], req: _Request, max_tokens: int) -> tuple[list[list[str]], int]:
+    def prompt_tokens_of(eng: TransformersEngine, text: str) -> int:
+        return len(eng.prompt_ids(text))  # what the model sees (long prompts are cut from the left)
+
+    def run(eng: TransformersEngine, prompts: list[str], req: _Request, max_tokens: int,
+            cancel: threading.Event) -> tuple[list[list[str]], int]:
         params = SamplingParams(
             max_new_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, top_k=max(req.top_k, 0),
-            n=req.n, stop=_stops(req.stop), seed=secrets.randbits(31) if req.seed is None else req.seed,
+            n=req.n, stop=extra_stops(req.stop), seed=secrets.randbits(31) if req.seed is None else req.seed,
             repetition_penalty=req.repetition_penalty,
         )
         before = eng.generated_tokens
-        outs = eng.generate(prompts, params, progress=False)
+        outs = eng.generate(prompts, params, progress=False, cancel=cancel)
         return outs, eng.generated_tokens - before
 
     def finish(eng: TransformersEngine, text: str, max_tokens: int) -> str:
@@ -235,6 +208,9 @@ def create_app(
     def prompt_logprobs(eng: TransformersEngine, text: str) -> dict:
         enc = eng.tokenizer(text, return_offsets_mapping=True)
         ids = enc.input_ids
+        if len(ids) > eng.max_prompt_tokens:
+            raise ApiError(400, f"echo with logprobs: the prompt has {len(ids)} tokens, over this model's "
+                           f"{eng.max_prompt_tokens}", param="prompt")
         logits = eng.model(input_ids=torch.tensor([ids], device=eng.model.device)).logits[0].float()
         logp = torch.log_softmax(logits[:-1], dim=-1).gather(-1, torch.tensor(ids[1:], device=logits.device)[:, None])
         return {
@@ -254,7 +230,7 @@ def create_app(
                                             "owned_by": "cai-bootstrap"} for name in list(engines)]}
 
     @app.post("/v1/completions")
-    def completions(req: CompletionRequest) -> dict:
+    async def completions(req: CompletionRequest, request: Request) -> dict:
         prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
         if not prompts:
             raise ApiError(400, "prompt must not be empty", param="prompt")
@@ -262,50 +238,60 @@ def create_app(
             raise ApiError(400, "max_tokens=0 needs echo=true", param="max_tokens")
         if req.max_tokens > 0 and req.logprobs is not None:
             raise ApiError(400, "logprobs are only supported with echo=true and max_tokens=0", param="logprobs")
-        with lock:
-            name, eng = resolve(req)
-            prompt_tokens = sum(n_tokens(eng, p, True) for p in prompts)
-            if req.max_tokens == 0:
-                choices = [
-                    {"index": i, "text": p, "finish_reason": "length",
-                     "logprobs": prompt_logprobs(eng, p) if req.logprobs is not None else None}
-                    for i, p in enumerate(prompts)
-                ]
-                completion_tokens = 0
-            else:
-                outs, completion_tokens = run(eng, prompts, req, req.max_tokens)
-                choices = [
-                    {"index": i * req.n + j, "text": (prompts[i] if req.echo else "") + text, "logprobs": None,
-                     "finish_reason": finish(eng, text, req.max_tokens)}
-                    for i, texts in enumerate(outs)
-                    for j, text in enumerate(texts)
-                ]
-        return {
-            "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-            "model": name, "choices": choices,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-        }
+        check_size(len(prompts), req, req.max_tokens)
+
+        def work(cancel: threading.Event) -> dict:
+            with holding_models(cancel):
+                name, eng = resolve(req)
+                prompt_tokens = sum(prompt_tokens_of(eng, p) for p in prompts)
+                if req.max_tokens == 0:
+                    choices = [
+                        {"index": i, "text": p, "finish_reason": "length",
+                         "logprobs": prompt_logprobs(eng, p) if req.logprobs is not None else None}
+                        for i, p in enumerate(prompts)
+                    ]
+                    completion_tokens = 0
+                else:
+                    outs, completion_tokens = run(eng, prompts, req, req.max_tokens, cancel)
+                    choices = [
+                        {"index": i * req.n + j, "text": (prompts[i] if req.echo else "") + text, "logprobs": None,
+                         "finish_reason": finish(eng, text, req.max_tokens)}
+                        for i, texts in enumerate(outs)
+                        for j, text in enumerate(texts)
+                    ]
+            return {
+                "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+                "model": name, "choices": choices,
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens},
+            }
+
+        return await admitted(request, work)
 
     @app.post("/v1/chat/completions")
-    def chat_completions(req: ChatRequest) -> dict:
+    async def chat_completions(req: ChatRequest, request: Request) -> dict:
         prompt = format_prompt(messages_to_instruction(req.messages))
-        max_tokens = req.max_completion_tokens or req.max_tokens or 256
-        with lock:
-            name, eng = resolve(req)
-            (texts,), completion_tokens = run(eng, [prompt], req, max_tokens)
-            prompt_tokens = n_tokens(eng, prompt, True)
-            choices = [
-                {"index": j, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                 "finish_reason": finish(eng, text, max_tokens)}
-                for j, text in enumerate(texts)
-            ]
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": name, "choices": choices,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-        }
+        max_tokens = req.max_completion_tokens or req.max_tokens or min(256, limits.max_tokens)
+        check_size(1, req, max_tokens)
+
+        def work(cancel: threading.Event) -> dict:
+            with holding_models(cancel):
+                name, eng = resolve(req)
+                (texts,), completion_tokens = run(eng, [prompt], req, max_tokens, cancel)
+                prompt_tokens = prompt_tokens_of(eng, prompt)
+                choices = [
+                    {"index": j, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                     "finish_reason": finish(eng, text, max_tokens)}
+                    for j, text in enumerate(texts)
+                ]
+            return {
+                "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+                "model": name, "choices": choices,
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens},
+            }
+
+        return await admitted(request, work)
 
     return app
 
@@ -353,6 +339,7 @@ def run_server(
     model_name: str | None = None,
     any_model: bool = False,
     log_level: str = "info",
+    limits: ServeLimits | None = None,
 ) -> None:
     """Load ``model_ref`` (registry name, stage ``runs/x:stage-3``, path, HF id) and serve it (blocks).
 
@@ -361,15 +348,18 @@ def run_server(
     ``engine.batch_size`` for results identical to the local transformers engine.
     ``any_model``: also load other model references on request (see `create_app`),
     so a whole run can use one server; it reads any model path the client names, so
-    keep such a server on loopback.
+    keep such a server on loopback. ``api_key`` None: the ``CAI_BOOTSTRAP_API_KEY`` variable's,
+    if set (`read_api_key`). On SIGTERM, running generations are cancelled within a few seconds.
     """
     import uvicorn
+
+    api_key = read_api_key(api_key)
 
     if host not in LOOPBACK:
         log.warning("serving on %s: reachable from other machines%s", host,
                     "" if api_key else " and WITHOUT authentication (set an API key)")
     engine = TransformersEngine.from_ref(model_ref, dtype=dtype, batch_size=batch_size)
     loader = (lambda ref: TransformersEngine.from_ref(ref, dtype=dtype, batch_size=batch_size)) if any_model else None
-    app = create_app(engine, model_name or model_ref, api_key=api_key, loader=loader)
+    app = create_app(engine, model_name or model_ref, api_key=api_key, loader=loader, limits=limits)
     log.info("serving %s at http://%s:%d/v1", model_name or model_ref, host, port)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3)
