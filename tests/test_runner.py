@@ -114,6 +114,8 @@ def _kill_and_resume(tmp_path, reference_run, predicate_factory) -> Path:
         by_key = {r["key"]: r for r in want}
         for r in got:  # identical content: resumed chunks reproduce the same records
             assert r["chosen"] == by_key[r["key"]]["chosen"] and r["kept"] == by_key[r["key"]]["kept"]
+        # the dataset of what was trained on is the uninterrupted run's, row for row
+        assert read_jsonl(out / stage / "train.jsonl") == read_jsonl(reference_run / stage / "train.jsonl")
         assert read_json(out / stage / "state.json")["state"] == "continued"
     return out
 

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from cai_bootstrap.config import RunSettings, StageSpec
-from cai_bootstrap.jsonl import atomic_write_json, iter_jsonl, read_json, replace_dir
+from cai_bootstrap.jsonl import atomic_write_json, iter_jsonl, read_json, replace_dir, write_jsonl
 from cai_bootstrap.models.loading import LINEAGE_FILE, load_model
 from cai_bootstrap.models.weights import has_trained_weights
 from cai_bootstrap.pipeline.setup import RunError
+from cai_bootstrap.runs.datasets import TRAIN_FILE, install_training_rows, training_rows
 from cai_bootstrap.runs.layout import StagePaths, StageStatus, now_iso
 from cai_bootstrap.runs.pool import ModelPool
 from cai_bootstrap.stages import rounds
@@ -150,7 +151,7 @@ def training_set(job: StageJob) -> list[dict]:
         + "".join(f", {len(rows)} {label}" for label, rows in extras.items() if rows)
         + f") from {job.previous or job.settings.model}"
     )
-    return records + replay + [r for rows in extras.values() for r in rows]
+    return records + replay + [{**r, "extra_of": label} for label, rows in extras.items() for r in rows]
 
 
 def train_adapter(job: StageJob, records: list[dict]) -> None:
@@ -168,7 +169,10 @@ def train_adapter(job: StageJob, records: list[dict]) -> None:
     train_settings = spec.training.model_copy(
         update={"epochs": spec.training.epochs + extra_epochs, "seed": settings.seed + attempt}
     )
-    train_stage(loaded.model, loaded.tokenizer, records, train_settings, job.paths.train(attempt), progress=job.progress)
+    out_dir = job.paths.train(attempt)
+    # the rows the trainer takes, as a user's dataset (before training: a resumed attempt rewrites the same rows)
+    write_jsonl(out_dir / TRAIN_FILE, training_rows(records, loaded.tokenizer, train_settings, spec.name, attempt))
+    train_stage(loaded.model, loaded.tokenizer, records, train_settings, out_dir, progress=job.progress)
     del loaded
 
 
@@ -200,6 +204,7 @@ def install_model(run_dir: Path, settings: RunSettings, previous: str | None, na
         atomic_write_json(tmp / LINEAGE_FILE, lineage)
 
     replace_dir(paths.model, fill)
+    install_training_rows(adapter.parent, paths.root)  # <stage>/train.jsonl: the installed attempt's rows
 
 
 def train_and_install(job: StageJob, name: str, records: Callable[[], list[dict]]) -> None:
