@@ -244,3 +244,64 @@ def test_hook_bypass_attempts_are_refused(code: str) -> None:
     # (code that wrecks builtins also wrecks the reporting: the refusal then shows on stderr)
     assert r.load_error.startswith("PermissionError") or "PermissionError: sandbox" in r.stderr, r
     assert not Path("/tmp/cai_sandbox_probe").exists()
+
+
+# ------------------------------------------------------------------ the kernel checks paths, not the hook (#22)
+
+#: The escape from issue #22: inside a subfolder, a link whose target the hook resolved from the
+#: wrong folder ("inside"), then opened through the kernel (which resolves it from the link's).
+SYMLINK_ESCAPE = (
+    "import os\n"
+    "os.makedirs('a/b/c/d')\n"
+    "os.chdir('a/b/c/d')\n"
+    "os.symlink('../../../../etc/passwd', '../../../../l')\n"
+    "os.chdir('../../../..')\n"
+    "print(open('l').read()[:40])\n"
+)
+
+
+def test_symlink_escape_is_refused_as_uid_65534(iso: dict) -> None:
+    need(iso, "uid_dropped")  # the child runs as nobody (uid 65534), as the tool does under root
+    r = run_python(SYMLINK_ESCAPE, limits=FAST)
+    assert "root:" not in r.stdout and r.load_error.startswith("PermissionError"), r
+    assert "os.symlink is not allowed" in r.load_error
+    r = run_python("import os\nos.link('/etc/passwd', 'h')\n", limits=FAST)
+    assert "os.link is not allowed" in r.load_error
+
+
+def test_without_the_hook_landlock_confines_files_to_the_sandbox(iso: dict) -> None:
+    """The kernel layer alone (as uid 65534 here): a link to a world-readable file, the root
+    directory's listing, a world-writable folder: all refused, the sandbox folder still works."""
+    need(iso, "landlock")
+    probe = f"/tmp/cai_sandbox_probe_{os.getpid()}"
+    code = (
+        "import os\n"
+        "def attempt(name, f):\n"
+        "    try:\n        f()\n        print(name, 'DONE')\n"
+        "    except OSError as e:\n        print(name, 'refused', e.errno)\n"
+        "os.symlink('/etc/passwd', 'l')\n"
+        "attempt('link', lambda: open('l').read())\n"
+        "attempt('read', lambda: open('/etc/passwd').read())\n"
+        "attempt('list', lambda: os.listdir('/'))\n"
+        f"attempt('write', lambda: open({probe!r}, 'w').write('x'))\n"
+        "attempt('own', lambda: open('mine.txt', 'w').write('x'))\n"
+    )
+    r = run_python(code, limits=NO_HOOK)
+    lines = r.stdout.split("\n")
+    assert lines[:5] == ["link refused 13", "read refused 13", "list refused 13", "write refused 13", "own DONE"], r
+    assert not Path(probe).exists()
+
+
+def test_frames_holding_the_result_token_are_out_of_reach() -> None:
+    for code in ("import sys\nsys._getframe(1)\n",
+                 "try:\n    1 / 0\nexcept Exception as e:\n    e.__traceback__.tb_frame\n",
+                 "g = (i for i in [1])\ng.gi_frame\n"):
+        r = run_python(code, limits=FAST)
+        assert r.load_error.startswith("PermissionError"), (code, r)
+
+
+def test_files_written_are_capped_in_number() -> None:
+    """RLIMIT_FSIZE caps one file; the count of files written caps the total bytes."""
+    code = "for i in range(40):\n    open(f'f{i}', 'w').write('x' * 1000)\n"
+    r = run_python(code, limits=Limits(wall_s=8, max_writes=16))
+    assert "more than 16 files written" in r.load_error, r

@@ -24,32 +24,42 @@ parent reads back at most ``max_output`` bytes of. A trusted launcher
    supplementary groups) so the kernel refuses writes anywhere but world-writable
    places and the private temp dir (owned by ``nobody``), reading root-only files,
    and (``RLIMIT_NPROC`` = 1 now counts) any fork;
-4. ``chdir``s into a private temp dir and installs a **PEP 578 audit hook**
-   (which Python code cannot remove) that refuses: process creation
-   (fork/exec/spawn/system/``subprocess``), sockets, signals to other processes,
-   imports of ``ctypes``/``socket``/``ssl``/``subprocess``/``multiprocessing``
-   and similar, any file write/delete/rename/chmod outside the temp dir, and
-   reads outside the temp dir and the Python installation;
-5. executes the code, calls the entry point on each test's arguments, and
-   writes one JSON line per test to a dedicated result file (an inherited
-   descriptor; user code can write there too, but cannot know the expected values).
+4. ``chdir``s into a private temp dir and, before the uid drop, confines the process with
+   **Landlock** (the kernel's LSM, through ``ctypes``; Linux 5.13+): from then on it may
+   read/execute only under the Python installation and do anything only under the temp dir,
+   whatever a path's text says: symlinks, hard links, ``..`` and ``/proc/self/...`` are resolved
+   by the kernel against that rule (ABI 4+ also refuses TCP bind/connect, ABI 6+ signals and
+   abstract unix sockets outside the sandbox);
+5. installs a **PEP 578 audit hook** (which Python code cannot remove) that refuses: process creation
+   (fork/exec/spawn/system/``subprocess``), sockets, signals to other processes, ``symlink`` and
+   ``link`` (a link's target is resolved from the link's folder, not from the text the hook sees),
+   frame access (``sys._getframe``, ``tb_frame``, ``gi_frame``, ...), imports of
+   ``ctypes``/``socket``/``ssl``/``subprocess``/``multiprocessing`` and similar, any file
+   write/delete/rename/chmod outside the temp dir, reads outside the temp dir and the Python
+   installation, and more than ``max_writes`` files written (with ``RLIMIT_FSIZE``, a total-bytes quota);
+6. executes the code, calls the entry point on each test's arguments, and
+   writes one JSON line per test to a dedicated result file (an inherited descriptor). Every
+   line carries a random token that only the harness's frame holds: a line the user code
+   writes there (it can) is ignored, and it cannot know the expected values anyway.
 
 The parent kills the whole process group on the wall-clock timeout.
 
 Layers overlap on purpose: with the audit hook off (``Limits(audit_hook=False)``,
 used by the tests), the kernel still refuses network (namespace), fork (NPROC
-after the uid drop) and writes to system files (uid); only world-writable places
-such as ``/tmp`` and ``/dev/shm`` are then writable, and the hook refuses those.
+after the uid drop), and every file outside the temp dir and the Python installation
+(Landlock; without it, the uid drop protects system files but world-readable and
+world-writable places stay open, and the hook refuses those).
 
 What is **not** blocked (see `SandboxResult.isolation` for what a run got):
-reading world-readable files inside the Python installation; CPU burn up to the
-CPU/wall limits; memory up to ``RLIMIT_AS``; crashing its own interpreter.
-Without root and without user namespaces there is no network namespace and no
-uid drop: network, fork and writes outside the temp dir are then refused by the
-audit hook alone, a Python-level layer that native code could bypass (importing
-``ctypes`` or other native escape hatches is refused, but by the same hook).
-There is no mount namespace or seccomp filter. Linux only: elsewhere the
-namespace step fails and is reported, the rest still applies where supported.
+reading world-readable files inside the Python installation; ``stat``/``exists`` of paths
+outside (Landlock does not cover metadata: a path's existence, size and times can be probed);
+CPU burn up to the CPU/wall limits; memory up to ``RLIMIT_AS``; crashing its own interpreter.
+Without Landlock (older kernels, or disabled) and without root or user namespaces there is no
+kernel file confinement, no network namespace and no uid drop: network, fork and files outside
+the temp dir are then refused by the audit hook alone, a Python-level layer that native code
+could bypass (importing ``ctypes`` or other native escape hatches is refused, but by the same
+hook). There is no seccomp filter. Linux only: elsewhere the namespace and Landlock steps fail
+and are reported, the rest still applies where supported. docs/security.md says the same for users.
 """
 
 from __future__ import annotations
@@ -57,6 +67,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -65,6 +76,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from cai_bootstrap.tasks.sandbox_launcher import LAUNCHER
 
 #: Standard-library modules imported before privileges drop (afterwards the
 #: Python installation may not be readable any more, e.g. under /root).
@@ -86,6 +99,11 @@ NOBODY = 65534
 BLOCKED_EVENTS: frozenset[str] = frozenset({
     "os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.startfile",
     "os.kill", "os.killpg", "os.chroot", "os.setuid", "os.setgid", "os.putenv", "os.unsetenv",
+    # links: a link's target is resolved by the kernel from the link's folder, not from the path
+    # text the hook checks, so "inside" could point anywhere (Landlock refuses it too)
+    "os.symlink", "os.link",
+    # frames: the harness's result token lives in one (tb_frame, gi_frame, __code__ & co raise object.__getattr__)
+    "sys._getframe", "sys._current_frames", "object.__getattr__",
     "subprocess.Popen", "pty.spawn", "sys.addaudithook", "sys.remote_exec", "sys.setprofile", "sys.settrace",
     "socket.__new__", "socket.connect", "socket.bind", "socket.getaddrinfo", "socket.gethostbyname",
     "socket.sendto", "socket.sendmsg", "socket.socketpair",
@@ -93,7 +111,7 @@ BLOCKED_EVENTS: frozenset[str] = frozenset({
 })
 #: Audit events refused when a path argument lies outside the sandbox directory.
 PATH_EVENTS: frozenset[str] = frozenset({
-    "os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.symlink", "os.link",
+    "os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown",
     "os.truncate", "os.utime", "os.chflags", "os.lchflags", "os.mkfifo", "os.mknod", "os.setxattr",
     "os.removexattr", "shutil.rmtree", "shutil.move", "shutil.copyfile",
 })
@@ -109,6 +127,8 @@ class Limits:
     max_output: int = 64_000
     max_files: int = 32
     max_file_mb: int = 1
+    #: files opened for writing (and folders made) per run: total bytes <= max_writes * max_file_mb
+    max_writes: int = 16
     #: Processes the sandbox user may have (1 = no fork; only counts after the uid drop).
     max_procs: int = 1
     #: Install the audit hook. Only the tests turn it off, to show that the kernel-side
@@ -153,164 +173,6 @@ class SandboxResult:
     @property
     def all_passed(self) -> bool:
         return bool(self.cases) and all(c.ok for c in self.cases)
-
-
-# --------------------------------------------------------------------------- launcher (child side)
-
-LAUNCHER = r'''
-import sys, os, json
-job = json.loads(sys.stdin.read())
-_out = os.fdopen(job["result_fd"], "w", buffering=1)
-iso = {"netns": False, "uid_dropped": False, "rlimits": False, "audit_hook": False}
-try:
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(0x40000000) == 0:          # CLONE_NEWNET
-        iso["netns"] = True
-    elif os.geteuid() != 0 and libc.unshare(0x10000000 | 0x40000000) == 0:  # + CLONE_NEWUSER
-        iso["netns"] = True
-    del libc, ctypes
-except Exception as exc:
-    iso["netns_error"] = repr(exc)
-for _m in job["preload"]:
-    try:
-        __import__(_m)
-    except Exception:
-        pass
-try:
-    import resource, signal
-    L = job["limits"]
-    mb = 1024 * 1024
-    for name, soft, hard in (
-        ("RLIMIT_AS", L["memory_mb"] * mb, L["memory_mb"] * mb),
-        ("RLIMIT_CPU", L["cpu_s"], L["cpu_s"] + 1),  # SIGXCPU at the soft limit, SIGKILL a second later
-        ("RLIMIT_NOFILE", L["max_files"], L["max_files"]),
-        ("RLIMIT_FSIZE", L["max_file_mb"] * mb, L["max_file_mb"] * mb),
-        ("RLIMIT_NPROC", L["max_procs"], L["max_procs"]),
-        ("RLIMIT_CORE", 0, 0),
-    ):
-        if hasattr(resource, name):
-            resource.setrlimit(getattr(resource, name), (soft, hard))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    iso["rlimits"] = True
-except Exception as exc:
-    iso["rlimits_error"] = repr(exc)
-os.chdir(job["workdir"])
-if os.geteuid() == 0:
-    try:
-        os.setgroups([])
-        os.setgid(job["nobody"])
-        os.setuid(job["nobody"])
-        iso["uid_dropped"] = os.geteuid() != 0 and os.getuid() != 0
-    except Exception as exc:
-        iso["uid_error"] = repr(exc)
-# Modules whose re-import the hook must see (so it can refuse it).
-_gone = set(job["denied_imports"]) | {"resource", "signal", "_signal", "gc"} if job["limits"]["audit_hook"] else set()
-for _m in [m for m in sys.modules if m.split(".")[0] in _gone]:
-    del sys.modules[_m]
-
-
-def _make_hook(workdir, readable, denied, block_always, path_events, getcwd, type_, str_, bytes_, int_, len_,
-               PE, tuple_):
-    # Everything the hook uses is a local or a closure cell: user code cannot
-    # reach it through module globals or builtins (see the module docstring).
-    def norm(path):
-        t = type_(path)
-        if t is bytes_:
-            path = path.decode("utf-8", "surrogateescape")
-        elif t is not str_:
-            return None                  # PathLike & co: refused (could change between checks)
-        if not path.startswith("/"):
-            path = getcwd() + "/" + path
-        parts = []
-        for part in path.split("/"):
-            if part == "" or part == ".":
-                continue
-            if part == "..":
-                if parts:
-                    parts.pop()
-                continue
-            parts.append(part)
-        return "/" + "/".join(parts)
-
-    def inside(path, roots):
-        if type_(path) is int_:
-            return True
-        p = norm(path)
-        if p is None:
-            return False
-        for r in roots:
-            if p == r or p.startswith(r + "/"):
-                return True
-        return False
-
-    def hook(event, args):
-        if event in block_always or event.startswith(("socket.", "ctypes.", "winreg.", "_winapi.")):
-            raise PE("sandbox: " + event + " is not allowed")
-        if event == "import":
-            name = args[0]
-            if type_(name) is not str_ or name.split(".")[0] in denied:
-                raise PE("sandbox: import of " + str_(name) + " is not allowed")
-        elif event == "open":
-            path, mode, flags = args[0], args[1], args[2]
-            writing = ((flags or 0) & 3) != 0
-            if type_(mode) is str_:
-                for c in "wax+":
-                    if c in mode:
-                        writing = True
-            if path is not None and not inside(path, (workdir,) if writing else readable):
-                raise PE("sandbox: open of " + str_(path) + " is not allowed")
-        elif event in path_events:
-            for a in args[:2]:
-                if a is not None and type_(a) is not int_ and not inside(a, (workdir,)):
-                    raise PE("sandbox: " + event + " outside the sandbox directory")
-        elif event == "os.chdir":
-            if not inside(args[0], (workdir,)):
-                raise PE("sandbox: chdir outside the sandbox directory")
-        elif event == "os.listdir" or event == "os.scandir":
-            if len_(args) and args[0] is not None and not inside(args[0], readable):
-                raise PE("sandbox: listing " + str_(args[0]) + " is not allowed")
-
-    return hook
-
-
-_wd = os.path.realpath(job["workdir"])
-if job["limits"]["audit_hook"]:
-    sys.addaudithook(_make_hook(
-        _wd, tuple(os.path.realpath(p) for p in job["readable"]) + (_wd,), frozenset(job["denied_imports"]),
-        frozenset(job["block_events"]), frozenset(job["path_events"]), os.getcwd, type, str, bytes, int, len,
-        PermissionError, tuple,
-    ))
-    iso["audit_hook"] = True
-del _make_hook
-def _harness(job, write, dumps, repr_, deepcopy, type_, str_, enumerate_, compile_, exec_, BaseException_, builtins_):
-    # Locals only: user code that clears module globals or patches builtins cannot break the reporting.
-    write(dumps({"isolation": iso}) + "\n")
-    ns = {"__name__": "__sandbox__", "__builtins__": builtins_}
-    try:
-        exec_(compile_(job["code"], "<generated>", "exec"), ns)
-    except BaseException_ as exc:
-        write(dumps({"load_error": type_(exc).__name__ + ": " + str_(exc)[:500]}) + "\n")
-        return
-    for i, (entry, args) in enumerate_(job["calls"]):
-        try:
-            value = ns[entry](*deepcopy(args))
-            try:
-                line = dumps({"case": i, "result": {"value": value}})
-            except BaseException_:
-                line = dumps({"case": i, "result": {"value": None, "unserializable": repr_(value)[:500]}})
-        except BaseException_ as exc:
-            line = dumps({"case": i, "error": type_(exc).__name__ + ": " + str_(exc)[:300]})
-        write(line + "\n")
-
-
-_harness(job, _out.write, json.dumps, repr, __import__("copy").deepcopy, type, str, enumerate, compile, exec,
-         BaseException, __builtins__)
-try:
-    sys.stdout.flush()
-except BaseException:
-    pass
-'''
 
 
 # --------------------------------------------------------------------------- parent side
@@ -370,7 +232,9 @@ def run_python(
     if os.geteuid() == 0:
         os.chown(workdir, NOBODY, NOBODY)
     out_path, err_path, res_path = (os.path.join(parent_dir, n) for n in ("stdout", "stderr", "result"))
+    token = secrets.token_hex(16)
     job = {
+        "token": token,
         "code": code,
         "calls": [[entry, list(args)] for entry, args in calls],
         "workdir": workdir,
@@ -409,7 +273,7 @@ def run_python(
             stderr=_read_capped(err_path, limits.max_output),
             seconds=round(seconds, 3),
         )
-        _parse_results(_read_capped(res_path, max(limits.max_output, 1_000_000)), calls, expected, result)
+        _parse_results(_read_capped(res_path, max(limits.max_output, 1_000_000)), calls, expected, result, token)
         return result
     finally:
         shutil.rmtree(parent_dir, ignore_errors=True)
@@ -422,15 +286,15 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def _parse_results(text: str, calls: list, expected: list | None, result: SandboxResult) -> None:
+def _parse_results(text: str, calls: list, expected: list | None, result: SandboxResult, token: str) -> None:
     got: dict[int, CaseResult] = {}
     for line in text.splitlines():
         try:
             msg = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(msg, dict):
-            continue
+        if not isinstance(msg, dict) or msg.get("token") != token:
+            continue  # not the harness's: user code wrote on the result descriptor
         if "isolation" in msg and not result.isolation and isinstance(msg["isolation"], dict):
             result.isolation = msg["isolation"]
         elif "load_error" in msg and not result.load_error:
