@@ -15,6 +15,7 @@ from cai_bootstrap.runs.manifest import git_commit, input_hashes, package_versio
 from cai_bootstrap.constitution import load_constitution
 from cai_bootstrap.models.loading import resolve_model_ref
 from cai_bootstrap.stages.registry import get_kind, load_curriculum
+from cai_bootstrap.tasks.catalog import FAMILIES
 
 
 class RunError(RuntimeError):
@@ -148,8 +149,13 @@ def _selected_stages(curriculum: Curriculum, settings: RunSettings) -> list[Stag
 
 
 def check_references(settings: RunSettings, stages: list[StageSpec]) -> None:
-    """What the stages will load, checked before ``manifest.json`` is written: the base and judge
-    model references (local backends) and, for a constitutional stage, the constitution."""
+    """What the stages will load, checked before ``manifest.json`` is written: every stage's task
+    families, the base and judge model references (local backends) and, for a constitutional
+    stage, the constitution."""
+    for spec in stages:  # (the planner takes any family name; a run needs them registered)
+        unknown = [f for f in spec.families if f not in FAMILIES]
+        if unknown:
+            raise RunError(f"stage {spec.name!r}: unknown task families {unknown}; known: {', '.join(sorted(FAMILIES))}")
     if settings.engine.backend != "openai":  # a server's model ids are the server's business
         source, _ = resolve_model_ref(settings.model)
         if source == "stage":

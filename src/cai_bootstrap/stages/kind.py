@@ -32,7 +32,6 @@ from cai_bootstrap.runs.pool import ModelPool
 from cai_bootstrap.stages.context import StageContext
 from cai_bootstrap.stages.heldout_sets import PROBE_FILE, stage_heldout
 from cai_bootstrap.tasks.base import Instance
-from cai_bootstrap.tasks.catalog import FAMILIES
 
 
 @dataclass
@@ -154,10 +153,6 @@ class StageKind:
         if unknown_roles:
             raise ConfigError(f"stage {spec.name!r}: kind {self.name!r} has no role {', '.join(unknown_roles)}; "
                               f"its roles: {', '.join(self.roles)} (and judge)")
-        unknown_families = [f for f in spec.families if f not in FAMILIES]
-        if unknown_families:
-            raise ConfigError(f"stage {spec.name!r}: unknown task families {unknown_families}; "
-                              f"known: {', '.join(sorted(FAMILIES))}")
         if not self.supports_rounds and (spec.rounds.count or spec.validation):
             raise ConfigError(f"stage {spec.name!r}: kind {self.name!r} has no self-training rounds or validation "
                               f"split (rounds.count={spec.rounds.count}, validation={spec.validation}); set them to 0")
