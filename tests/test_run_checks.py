@@ -228,3 +228,31 @@ def test_full_disk_is_named_plainly():
     assert "disk is full" in disk_full(exc) and "resume" in disk_full(exc)
     assert "disk is full" in disk_full(OSError(28, "No space left on device"))
     assert disk_full(ValueError("other")) is None
+
+
+# ------------------------------------------------------------------ `generate`: user input is never silently dropped
+
+
+@pytest.mark.parametrize("content,words", [
+    (None, "no such"),
+    ("", "no records"),
+    ('{"id": 1, "prompt": "a"}\n{"id": 2, "prompt": ', "invalid JSONL"),  # torn last line: an error, not dropped
+])
+def test_generate_refuses_missing_empty_or_torn_input(tmp_path, content, words):
+    src = tmp_path / "in.jsonl"
+    if content is not None:
+        src.write_text(content, encoding="utf-8")
+    res = runner.invoke(app, ["generate", "-m", "tiny", "-i", str(src), "-o", str(tmp_path / "out.jsonl")])
+    assert res.exit_code == 1 and words in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_generate_refuses_a_directory_and_bad_numbers(tmp_path):
+    good = tmp_path / "in.jsonl"
+    good.write_text('{"id": 1, "prompt": "a"}\n', encoding="utf-8")
+    res = runner.invoke(app, ["generate", "-m", "tiny", "-i", str(tmp_path), "-o", str(tmp_path / "o.jsonl")])
+    assert res.exit_code == 1 and "directory" in res.output
+    for flag, value in (("--max-new-tokens", "0"), ("--temperature", "-1")):
+        res = runner.invoke(app, ["generate", "-m", "tiny", "-i", str(good), "-o", str(tmp_path / "o.jsonl"), flag, value])
+        assert res.exit_code == 2 and res.exception is None or isinstance(res.exception, SystemExit), res.output
+        assert flag in res.output and not (tmp_path / "o.jsonl").exists()

@@ -74,12 +74,13 @@ def read_json(path: str | Path) -> Any:
         raise JsonlError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
 
 
-def iter_jsonl(path: str | Path, *, repair_tail: bool = False) -> Iterator[dict]:
+def iter_jsonl(path: str | Path, *, repair_tail: bool = False, user_input: bool = False) -> Iterator[dict]:
     """Yield objects from a JSONL file.
 
     A torn last line (no trailing newline, unparsable) is skipped; with
     ``repair_tail`` it is also truncated away so appends continue cleanly.
-    Any other bad line raises `JsonlError` with ``file:line``.
+    Any other bad line raises `JsonlError` with ``file:line``. ``user_input``: a file
+    the user wrote, not one of the tool's own appends: a torn last line is an error too.
     """
     path = Path(path)
     if not path.exists():
@@ -102,7 +103,7 @@ def iter_jsonl(path: str | Path, *, repair_tail: bool = False) -> Iterator[dict]
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
         except (ValueError, UnicodeDecodeError) as exc:
-            if is_last and torn_tail:
+            if is_last and torn_tail and not user_input:
                 if repair_tail:
                     with path.open("r+b") as fh:
                         fh.truncate(offset)

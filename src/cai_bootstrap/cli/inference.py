@@ -31,12 +31,12 @@ def generate(
     model: str = typer.Option("gemma-3-270m", "--model", "-m", help="registry name, HF id, path or runs/x:stage-k"),
     input: Path = typer.Option(..., "--input", "-i", help="JSONL: one {'id':..., 'prompt':...} per line"),
     output: Path = typer.Option(..., "--output", "-o", help="JSONL written with 'output' added"),
-    max_new_tokens: int = typer.Option(64, help="tokens to generate per prompt"),
-    temperature: float = typer.Option(0.0, help="0 = greedy"),
-    top_p: float = typer.Option(1.0),
+    max_new_tokens: int = typer.Option(64, min=1, help="tokens to generate per prompt"),
+    temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy"),
+    top_p: float = typer.Option(1.0, min=0.0, max=1.0),
     seed: int = typer.Option(0),
     stop: list[str] = typer.Option([], "--stop", help="extra stop string (repeatable)"),
-    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, min=1),
     dtype: str = typer.Option("auto", help="auto | bf16 | fp32"),
     raw: bool = typer.Option(False, help="send prompts as-is instead of in the project's prompt format"),
     engine: str = typer.Option("transformers", help="transformers | openai | vllm"),
@@ -47,8 +47,12 @@ def generate(
     from cai_bootstrap.jsonl import JsonlAppender, iter_jsonl
     from cai_bootstrap.prompt_format import format_prompt
 
+    if not input.is_file():
+        fail(f"{input}: {'is a directory, not' if input.is_dir() else 'no such'} JSONL file")
     try:
-        rows = list(iter_jsonl(input))
+        rows = list(iter_jsonl(input, user_input=True))
+        if not rows:
+            fail(f"{input}: no records (expected one {{'id': ..., 'prompt': ...}} per line)")
         for n, row in enumerate(rows, start=1):
             if "id" not in row or not isinstance(row.get("prompt"), str):
                 fail(f"{input}: record {n} needs an 'id' and a string 'prompt', got keys {sorted(row)}")
@@ -79,8 +83,8 @@ def generate(
 def chat(
     model: str = typer.Option("gemma-3-270m", "--model", "-m"),
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="one-shot: answer this and exit"),
-    max_new_tokens: int = typer.Option(128),
-    temperature: float = typer.Option(0.0),
+    max_new_tokens: int = typer.Option(128, min=1),
+    temperature: float = typer.Option(0.0, min=0.0),
     seed: int = typer.Option(0),
     dtype: str = typer.Option("auto"),
 ) -> None:
