@@ -12,7 +12,8 @@ import pytest
 from cai_bootstrap.config import ConfigError
 from cai_bootstrap.jsonl import read_json, read_jsonl
 from cai_bootstrap.stages.registry import load_curriculum
-from cai_bootstrap.stages.validation import validation_ids
+from cai_bootstrap.stages.validation import topic_key, validation_ids, validation_instances, validation_topics
+from cai_bootstrap.tasks import get_family
 from cai_bootstrap.evaluation.heldout import heldout_instances
 
 ROUNDS = "stage_overrides={stage-1: {rounds: {count: 2, instances: 4, samples: 2, keep: 2}, validation: 1}}"
@@ -78,9 +79,39 @@ def test_validation_split_never_overlaps_training_or_heldout(rounds_run):
     assert len(val) == 3 * len(spec.families)
     held = {i.id for i in heldout_instances(spec.families, 50, 0)}
     assert not val & held
-    run_val = validation_ids(load_curriculum("skills", "tiny", {"stage-1": {"validation": 1}}).stages[0], 0)
+    run_spec = load_curriculum("skills", "tiny", {"stage-1": {"validation": 1}}).stages[0]
+    run_val = validation_ids(run_spec, 0)
     trained = {row.get("instance") or row["key"] for row in read_jsonl(rounds_run / "stage-1" / "data.jsonl")}
     assert run_val and not run_val & trained
+    # Not even the validation cases' topics (the same fact under another template) are trained on.
+    by_id = {i.id: i for name in run_spec.families for i in get_family(name).instances("train", 400, 0)}
+    by_id.update({i.id: i for name in run_spec.families for i in get_family(name).instances("train", 400, 1)})
+    topics = validation_topics(run_spec, 0)
+    assert len(topics) == len(run_val)  # distinct topics
+    trained_topics = {topic_key(by_id[key.split("@")[0]]) for key in trained if key.split("@")[0] in by_id}
+    assert trained_topics and not topics & trained_topics
+
+
+def test_validation_topics_are_distinct_and_left_out_of_every_training_pool(tmp_path):
+    from rich.console import Console
+
+    from cai_bootstrap.config import RunSettings
+    from cai_bootstrap.stages import candidates as C
+    from cai_bootstrap.stages import rounds
+    from cai_bootstrap.stages.context import RecordSink, StageContext
+
+    spec = load_curriculum("skills", "tiny", {"stage-1": {"validation": 3, "examples": 40,
+                                                        "rounds": {"count": 2, "instances": 30}}}).stages[0]
+    val = validation_instances(spec, 0)
+    held = validation_topics(spec, 0)
+    assert len(held) == len(val) == 3 * len(spec.families)
+    ctx = StageContext(spec=spec, settings=RunSettings(preset="tiny"), stage_dir=tmp_path,
+                       sink=RecordSink(tmp_path / "data.jsonl"), engine_for=lambda role: None,
+                       role_name=lambda role: role, console=Console(quiet=True))
+    pools = [inst for _, inst in C.train_pool(ctx)]
+    pools += [inst for r in (1, 2) for _, inst in rounds.round_instances(ctx, r)]
+    assert len(pools) >= 40 + 60 - 5
+    assert not {topic_key(i) for i in pools} & held
 
 
 def test_rounds_on_a_kind_without_rounds_or_with_retries_is_a_config_error():

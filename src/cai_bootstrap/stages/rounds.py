@@ -13,7 +13,7 @@ The prompt is the instance's instruction in the project's prompt format, zero-sh
 stage model was trained on exactly that format, so it needs no demonstrations.
 
 Fresh means: never in the first training's candidate pool, never in an earlier round, never
-a validation case (`stages.validation`), and (as every train instance) never a held-out case.
+of a validation topic (`stages.validation`), and (as every train instance) never a held-out case.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from cai_bootstrap.engines.base import SamplingParams
 from cai_bootstrap.prompt_format import format_prompt
 from cai_bootstrap.stages import candidates as C
 from cai_bootstrap.stages.context import StageContext, derive_seed
-from cai_bootstrap.stages.validation import validation_ids
+from cai_bootstrap.stages.validation import topic_key, validation_topics
 from cai_bootstrap.tasks.bank import round_robin
 from cai_bootstrap.tasks.base import Instance, TaskFamily
 
@@ -44,13 +44,15 @@ def per_round(spec: StageSpec) -> int:
 def round_instances(ctx: StageContext, round_index: int) -> list[tuple[TaskFamily, Instance]]:
     """The round's fresh training instances (deterministic: the same on resume)."""
     first_pool = C.train_pool(ctx.for_attempt(0))
-    used = {inst.id for _, inst in first_pool} | validation_ids(ctx.spec, ctx.settings.seed)
+    used = {inst.id for _, inst in first_pool}
+    held = validation_topics(ctx.spec, ctx.settings.seed)
     want = per_round(ctx.spec) * round_index  # rounds 1..r take consecutive slices of one fresh list
     seed = derive_seed(ctx.settings.seed, ctx.spec.name, "rounds")
     per_family = []
     for fam in C.families(ctx):
-        fresh = [i for i in fam.instances("train", len(first_pool) + want + len(used), derive_seed(seed, fam.name))
-                 if i.id not in used]
+        draw = len(first_pool) + want + len(used) + (want if held else 0)
+        fresh = [i for i in fam.instances("train", draw, derive_seed(seed, fam.name))
+                 if i.id not in used and topic_key(i) not in held]
         per_family.append([(fam, i) for i in fresh])
     ordered = round_robin(per_family)
     return ordered[per_round(ctx.spec) * (round_index - 1) : want]
