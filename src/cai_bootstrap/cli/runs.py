@@ -33,7 +33,7 @@ def run(
 ) -> None:
     """Start a curriculum run (re-running with the same --out resumes it)."""
     from cai_bootstrap.config import load_run_settings
-    from cai_bootstrap.pipeline.setup import check_run, create_run, default_run_dir, extend_run
+    from cai_bootstrap.pipeline.setup import check_run, check_same_settings, create_run, default_run_dir, extend_run
     from cai_bootstrap.runs.lock import run_lock
 
     default_model = {"tiny": "tiny", "quick": "gemma-3-270m", "standard": "gemma-3-270m"}.get(preset)
@@ -62,6 +62,7 @@ def run(
             run_dir.mkdir(parents=True, exist_ok=True)
             hold.enter_context(run_lock(run_dir))  # one writer, from here until the command ends
             if (run_dir / "manifest.json").exists():
+                check_same_settings(run_dir, settings)  # `resume` continues a run; `run` never changes one
                 added = extend_run(run_dir, settings.stages or [], settings.stage_overrides)
                 console.print(f"{run_dir} exists: resuming it" + (f", with the added stages {added}" if added else ""))
             else:

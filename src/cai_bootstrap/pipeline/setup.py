@@ -121,6 +121,42 @@ def extend_run(run_dir: Path, wanted: list[str], stage_overrides: dict | None = 
     return new
 
 
+#: settings a later ``run --out <existing run>`` may give differently: ``stages`` and
+#: ``stage_overrides`` add stages (`extend_run` checks them), the API key is never recorded
+_EXTENDABLE = ("stages", "stage_overrides", "engine.api_key")
+
+
+def settings_differences(run_dir: Path, settings: RunSettings) -> list[str]:
+    """What ``settings`` (a ``run`` command's) set differently from the run in ``run_dir``, one
+    ``key: run's value -> this command's`` line per setting (empty: the same run)."""
+    _, recorded, _ = load_run(run_dir)
+    before, now = _flat(recorded.model_dump()), _flat(settings.model_dump())
+    return [f"{key}: {before.get(key)!r} (the run) vs {now.get(key)!r} (this command)"
+            for key in sorted(set(before) | set(now))
+            if before.get(key) != now.get(key) and not key.startswith(_EXTENDABLE)]
+
+
+def check_same_settings(run_dir: Path, settings: RunSettings) -> None:
+    """Refuse a ``run`` into an existing run directory with different settings (naming them):
+    resuming would silently keep the run's own, and changing them would mix two runs' data."""
+    differences = settings_differences(run_dir, settings)
+    if differences:
+        raise RunError(
+            f"{run_dir} already holds a run with different settings: {'; '.join(differences)}. "
+            f"Continue it with its own settings: `cai-bootstrap resume {run_dir}`; or start a new run with another --out"
+        )
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out: dict = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value and key != "stage_overrides":
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _hardware() -> dict:
     import torch
 
