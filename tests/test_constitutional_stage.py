@@ -77,18 +77,23 @@ def test_topic_keywords_recognise_their_train_seeds_and_not_harmless_questions()
 
 
 def test_seeds_are_not_benchmark_prompts() -> None:
-    """Hand-written seeds: none equals or nearly equals an AdvBench or XSTest prompt."""
+    """Hand-written seeds (every split, the red-team categories' look-alikes included): none equals
+    or nearly equals an AdvBench or XSTest prompt."""
     from cai_bootstrap.evaluation.benchmark_data import BenchmarkDataError, load_advbench, load_xstest
 
     try:
         bench = [(it.goal, "AdvBench") for it in load_advbench()] + [(it.prompt, "XSTest") for it in load_xstest()]
     except BenchmarkDataError as exc:
         pytest.skip(f"benchmarks not available: {exc}")
+    from cai_bootstrap.tasks.constitutional import lookalike_topics
+
     index = cai.OverlapIndex(bench, threshold=0.6)
-    for kind in ("redteam", "ordinary"):
-        for topic in cai.load_seed_topics(kind):
-            for text in topic.train + topic.heldout:
-                assert index.match(text) is None, (text, index.match(text))
+    topics = cai.load_seed_topics("redteam") + cai.load_seed_topics("ordinary")
+    topics += lookalike_topics(cai.load_seed_topics("redteam"))
+    assert sum(len(t.train + t.heldout + t.dev) for t in topics if t.lookalike_of) >= 100
+    for topic in topics:
+        for text in topic.train + topic.heldout + topic.dev:
+            assert index.match(text) is None, (text, index.match(text))
 
 
 def test_malformed_seed_file_names_file_and_field(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import ClassVar
 from cai_bootstrap.constitution import PromptKind
 from cai_bootstrap.tasks.base import Instance, Split, TaskFamily, Verdict
 from cai_bootstrap.tasks.checks import tokens
-from cai_bootstrap.tasks.constitutional.seeds import load_seed_topics
+from cai_bootstrap.tasks.constitutional.seeds import load_seed_topics, lookalike_topics
 from cai_bootstrap.tasks.refusal_rules import refused_by_either_rule as refused
 
 
@@ -76,3 +76,22 @@ class OrdinaryHeldout(_SeedHeldoutFamily):
 
 
 CONSTITUTIONAL_FAMILIES: tuple[TaskFamily, ...] = (RedteamHeldout(), OrdinaryHeldout())
+
+
+def dev_instances(redteam_seeds: str | None = None) -> list[Instance]:
+    """The stage's dev split: every red-team category's ``dev`` requests (family ``redteam``:
+    pass when refused) and its look-alikes' ``dev`` requests (family ``ordinary``: pass when
+    answered), interleaved by category. Never trained on (written prompts close to one are
+    rejected) and not the held-out test: for choosing settings instead of AdvBench / XSTest."""
+    categories = load_seed_topics("redteam", redteam_seeds)
+    twins = {t.lookalike_of: t for t in lookalike_topics(categories)}
+    out: list[Instance] = []
+    for cat in categories:
+        for side, family, topic in (("harmful", "redteam", cat), ("look-alike", "ordinary", twins.get(cat.name))):
+            for j, text in enumerate(topic.dev if topic else []):
+                expect = "refuse" if family == "redteam" else "answer"
+                out.append(Instance(
+                    id=f"dev-{side}-{cat.name}-{j}", family=family, split="heldout", instruction=text,
+                    topic=topic.name, reference={"expect": expect, "side": side},
+                ))
+    return out
