@@ -115,7 +115,12 @@ def replay_records(run_dir: Path, spec: StageSpec, n_own: int, seed: int) -> lis
     the evaluation stage, answering "Yes."/"B." to everything, the stage-4 model wrote 8
     usable revisions out of 180 candidates for stage 5).
     """
-    n = int(round(spec.replay * n_own))
+    return replay_pool(run_dir, spec, int(round(spec.replay * n_own)), seed)
+
+
+def replay_pool(run_dir: Path, spec: StageSpec, n: int, seed: int) -> list[dict]:
+    """Up to ``n`` kept records of the earlier stages (`replay_records`' order: round robin
+    over the stages, each stage's rows in a seeded order), marked ``replay_of``."""
     if n <= 0:
         return []
     manifest = read_json(run_dir / "manifest.json")
@@ -142,8 +147,10 @@ def training_set(job: StageJob) -> list[dict]:
         for r in iter_jsonl(paths.data):
             reasons[r.get("drop_reason") or "?"] = reasons.get(r.get("drop_reason") or "?", 0) + 1
         raise RunError(f"{spec.name}: no training records survived the filters ({reasons}); see {paths.data}")
-    replay = replay_records(job.run_dir, spec, len(records), job.settings.seed)
-    extras = get_kind(spec.kind).extra_records(spec, paths, len(records), job.settings.seed)
+    extras = get_kind(spec.kind).training_mix(
+        spec, paths, records, lambda n: replay_pool(job.run_dir, spec, n, job.settings.seed), job.settings.seed
+    )
+    records, replay = extras.pop("own"), extras.pop("replay")
     job.console.print(
         f"{spec.name}: training {spec.training.method} on "
         f"{len(records) + len(replay) + sum(len(v) for v in extras.values())} records "

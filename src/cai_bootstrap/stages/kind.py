@@ -202,6 +202,19 @@ class StageKind:
         """Training records beyond the stage's own and the replay, by label (e.g. helpful samples)."""
         return {}
 
+    def training_mix(
+        self, spec: StageSpec, paths: StagePaths, own: list[dict], replay: Callable[[int], list[dict]], seed: int
+    ) -> dict[str, list[dict]]:
+        """The records an attempt trains on, by source: ``own`` (the stage's kept records, the
+        attempt's target), ``replay`` (``replay(n)``: up to n kept records of earlier stages,
+        spread over them) and the `extra_records` by label. Default: ``spec.replay`` x own
+        replayed records and every extra record; a kind that mixes by other rules overrides it."""
+        return {
+            "own": own,
+            "replay": replay(int(round(spec.replay * len(own)))),
+            **self.extra_records(spec, paths, len(own), seed),
+        }
+
     def gate_label(self, spec: StageSpec) -> str:
         """The gate as a table shows it."""
         return f"{spec.threshold:.0%}"

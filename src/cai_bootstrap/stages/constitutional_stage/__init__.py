@@ -38,6 +38,14 @@ Process, per chunk of planned work items (resumable through ``ctx.chunks``):
    sees ordinary prompts where the answerer's helpful answer is preferred to an evasive
    refusal written by the ``refusal_writer`` role (``contrast.jsonl``, `build_contrast_pairs`).
 
+With ``lookalikes`` each red-team item is followed by a look-alike item of its category (a
+harmless request in the same form and words, from the seeds' ``lookalikes``): the answerer's
+verified helpful answer is preferred to the refusal writer's refusal of it (`lookalike_pairs`),
+so pairs point both ways across the boundary. Every record says its ``side`` (``harmful``,
+``look-alike``, ``ordinary``). With ``refusal_share`` the records trained on are mixed so that
+refusals are exactly that share (`refusal_mix`, ``mixture.json``); with ``dev_split`` the
+evaluation adds refusal rates on the seeds' dev requests (`dev_rates`).
+
 `evaluate_stage` (``evaluate.py``) is this stage's evaluation: safety benchmarks, earlier stages' held-out
 sets and this stage's own held-out set for the previous and the new model, and the gate
 "safety improved, capability kept" (`cai_bootstrap.evaluation.safety_gate`).
@@ -48,16 +56,19 @@ inspect_ai's ``self_critique`` for the critique -> revision shape.
 
 Files: ``options.py`` (typed options), ``prompts.py`` (role prompt texts, the pair judge),
 ``rules.py`` (rule checks), ``items.py`` (work-item planning), ``builder.py`` (the chunk
-builder, steps 1-5), ``helpful.py`` and ``contrast.py`` (extra training records),
+builder, steps 1-5), ``lookalike.py`` (look-alike pairs), ``helpful.py`` and ``contrast.py``
+(extra training records), ``mixture.py`` (the refusal-share mix),
 ``evaluate.py`` (benchmarks and the safety gate), ``stage.py`` (the kind object).
 """
 
 from cai_bootstrap.constitution import load_constitution
 from cai_bootstrap.stages.constitutional_stage.builder import build, write_stats
 from cai_bootstrap.stages.constitutional_stage.contrast import build_contrast_pairs, contrast_pairs, contrast_pool, evasive_refusal_rules
-from cai_bootstrap.stages.constitutional_stage.evaluate import _with_either_rule, evaluate_stage
+from cai_bootstrap.stages.constitutional_stage.evaluate import _with_either_rule, dev_rates, evaluate_stage
 from cai_bootstrap.stages.constitutional_stage.helpful import helpful_samples
 from cai_bootstrap.stages.constitutional_stage.items import WorkItem, plan_items
+from cai_bootstrap.stages.constitutional_stage.lookalike import LookalikePair, lookalike_pairs
+from cai_bootstrap.stages.constitutional_stage.mixture import MIXTURE_FILE, mix_counts, refusal_mix
 from cai_bootstrap.stages.constitutional_stage.options import BenchmarkOptions, ConstitutionalOptions, stage_options
 from cai_bootstrap.stages.constitutional_stage.prompts import CONTRAST_FILE, REFERENCE_REFUSAL, STATS_FILE, judge_pairs
 from cai_bootstrap.stages.constitutional_stage.rules import OverlapIndex, check_written_prompt, clean_revision, clean_written_prompt, helpful_answer_rules, pair_rules
@@ -69,6 +80,8 @@ __all__ = [
     "CONTRAST_FILE",
     "ConstitutionalOptions",
     "ConstitutionalStage",
+    "LookalikePair",
+    "MIXTURE_FILE",
     "OverlapIndex",
     "REFERENCE_REFUSAL",
     "STATS_FILE",
@@ -81,6 +94,7 @@ __all__ = [
     "clean_written_prompt",
     "contrast_pairs",
     "contrast_pool",
+    "dev_rates",
     "evaluate_stage",
     "evasive_refusal_rules",
     "helpful_answer_rules",
@@ -88,8 +102,11 @@ __all__ = [
     "judge_pairs",
     "load_constitution",
     "load_seed_topics",
+    "lookalike_pairs",
+    "mix_counts",
     "pair_rules",
     "plan_items",
+    "refusal_mix",
     "stage_contrast_pairs",
     "stage_helpful_samples",
     "stage_options",

@@ -19,10 +19,12 @@ from cai_bootstrap.stages.constitutional_stage.items import (
     plan_items,
     protected_prompts,
 )
+from cai_bootstrap.stages.constitutional_stage.lookalike import LOOKALIKE_CHECK, LookalikePair, lookalike_pairs
 from cai_bootstrap.stages.constitutional_stage.options import ConstitutionalOptions, stage_options
 from cai_bootstrap.stages.constitutional_stage.prompts import (
     CONTRAST_FILE,
     REFERENCE_REFUSAL,
+    REFUSAL_WRITER,
     STATS_FILE,
     critique_input,
     judge_input,
@@ -39,7 +41,7 @@ from cai_bootstrap.stages.constitutional_stage.rules import (
 )
 from cai_bootstrap.stages.context import StageContext, derive_seed
 from cai_bootstrap.tasks.base import Verdict
-from cai_bootstrap.tasks.constitutional.seeds import SEED_FILES, SeedTopic, load_seed_topics
+from cai_bootstrap.tasks.constitutional.seeds import SEED_FILES, SeedTopic, load_seed_topics, lookalike_topics, record_side
 
 # --------------------------------------------------------------------------- build
 
@@ -50,15 +52,24 @@ def build(ctx: StageContext) -> None:
     constitution = load_constitution(ctx.settings.constitution)
     seed_paths = {"redteam": opts.redteam_seeds, "ordinary": opts.ordinary_seeds}
     topics = {kind: load_seed_topics(kind, seed_paths[kind]) for kind in PROMPT_KINDS}
+    lookalikes = lookalike_topics(topics["redteam"]) if opts.lookalikes > 0 else []
+    # a written prompt may not copy a train seed of its own side (harmful, look-alike, ordinary)
     seeds = {
-        kind: OverlapIndex([(s, f"seed {t.name}") for t in ts for s in t.train], threshold=0.8)
-        for kind, ts in topics.items()
+        side: OverlapIndex(
+            [(s, f"seed {t.name}") for t in [*topics["redteam"], *topics["ordinary"], *lookalikes]
+             if t.side == side for s in t.train],
+            threshold=0.8,
+        )
+        for side in ("harmful", "look-alike", "ordinary")
     }
-    protected, notes = protected_prompts(topics, opts.decontaminate, ctx.settings.benchmarks_dir)
+    protected, notes = protected_prompts(topics, opts.decontaminate, ctx.settings.benchmarks_dir, lookalikes)
     n_items = max(ctx.chunk_size, math.ceil(ctx.target_examples * opts.oversample))
-    items = plan_items(topics, n_items, opts.redteam_fraction, derive_seed(ctx.settings.seed, ctx.spec.name, "plan"))
+    items = plan_items(
+        topics, n_items, opts.redteam_fraction, derive_seed(ctx.settings.seed, ctx.spec.name, "plan"),
+        lookalikes=lookalikes, lookalike_ratio=opts.lookalikes,
+    )
     history = _History(list(iter_jsonl(ctx.sink.path)))
-    builder = _ChunkBuilder(ctx, opts, constitution, topics, seeds, protected, history)
+    builder = _ChunkBuilder(ctx, opts, constitution, {**topics, "look-alike": lookalikes}, seeds, protected, history)
     for _, chunk, chunk_seed in ctx.chunks(items, lambda it: [it.key]):
         for record in builder.run(chunk, chunk_seed):
             ctx.sink.write(record)
@@ -103,7 +114,9 @@ class _ChunkBuilder:
         writer_inputs = []
         for item in chunk:
             rng = random.Random(derive_seed(seed, item.key, "shots"))
-            others = [t for t in self.topics[item.kind] if t.name != item.topic.name]
+            # demonstrations: seeds of other topics of the same side (form-matched across sides)
+            pool = self.topics["look-alike"] if item.topic.lookalike_of else self.topics[item.kind]
+            others = [t for t in pool if t.name != item.topic.name]
             writer_inputs.append(writer_input(item.topic, rng.sample(others, min(opts.shots, len(others))), rng))
         written = self._generate(
             "prompt_writer", writer_inputs, seed, n=opts.aux_n or n, max_new_tokens=opts.aux_max_new_tokens
@@ -117,7 +130,9 @@ class _ChunkBuilder:
             prompt_verdicts.append(pv)
             if prompt is not None:
                 self.history.add(item.index, item.kind, prompt, kept=False)
-        live = [i for i, p in enumerate(prompts) if p is not None]
+        twins = [i for i, p in enumerate(prompts) if p is not None and chunk[i].topic.lookalike_of]
+        pairs = dict(zip(twins, lookalike_pairs(ctx, opts, self.constitution, [prompts[i] or "" for i in twins], seed)))
+        live = [i for i, p in enumerate(prompts) if p is not None and i not in pairs]
         items = [chunk[i] for i in live]
         texts = [prompts[i] or "" for i in live]
         # 2. answers: one original per prompt
@@ -148,6 +163,9 @@ class _ChunkBuilder:
         records = []
         pos = {i: j for j, i in enumerate(live)}
         for i, item in enumerate(chunk):
+            if i in pairs:
+                records.append(self._lookalike_record(item, prompts[i] or "", pairs[i], prompt_prov[i], prompt_verdicts[i]))
+                continue
             if i not in pos:
                 records.append(self._prompt_dropped(item, prompt_prov[i], prompt_verdicts[i]))
                 continue
@@ -282,7 +300,7 @@ class _ChunkBuilder:
             v = check_written_prompt(
                 text,
                 item.topic,
-                seeds=self.seeds[item.kind],
+                seeds=self.seeds[item.topic.side],
                 protected=self.protected,
                 duplicate=self.history.duplicate(text, item.index),
             )
@@ -328,6 +346,7 @@ class _ChunkBuilder:
             "key": item.key,
             "item": item.index,
             "family": item.kind,
+            "side": item.topic.side,
             "attempt": self.ctx.attempt,
             "kept": kept,
             "drop_reason": drop,
@@ -350,11 +369,36 @@ class _ChunkBuilder:
             "reference": {"seed_topic": item.topic.name, "seed_request": item.seed_request},
         }
 
+    def _lookalike_record(self, item: WorkItem, prompt: str, pair: LookalikePair, prompt_prov: dict,
+                          pv: Verdict) -> dict:
+        """A look-alike request: the answerer's helpful answer (chosen) over the refusal writer's refusal."""
+        drop = pair.drop
+        if drop is None and self.history.kept_before(item.kind, item.index) >= self.cap:
+            drop = f"quota:{item.kind}"
+        record = {
+            "key": item.key, "item": item.index, "family": item.kind, "side": item.topic.side,
+            "attempt": self.ctx.attempt, "kept": drop is None, "drop_reason": drop, "prompt": prompt,
+            "chosen": pair.chosen, "rejected": pair.rejected, "check": LOOKALIKE_CHECK,
+            "topic": {"name": item.topic.name, "kind": item.kind, "description": item.topic.description,
+                      "edgy": item.topic.edgy, "lookalike_of": item.topic.lookalike_of},
+            "verdicts": {"prompt": pv.model_dump(), **pair.verdicts()},
+            "provenance": {
+                "prompt": prompt_prov,
+                "chosen": self._prov("answerer", pair.answer_input, n=len(pair.answers)),
+                "rejected": self._prov(REFUSAL_WRITER, pair.refusal_input, n=len(pair.refusals)),
+            },
+            "candidates": {"answers": pair.answers, "refusals": pair.refusals},
+            "reference": {"seed_topic": item.topic.name, "seed_request": item.seed_request},
+        }
+        self.history.add(item.index, item.kind, prompt, record["kept"])
+        return record
+
     def _prompt_dropped(self, item: WorkItem, prov: dict, pv: Verdict) -> dict:
         return {
             "key": item.key,
             "item": item.index,
             "family": item.kind,
+            "side": item.topic.side,
             "attempt": self.ctx.attempt,
             "kept": False,
             "drop_reason": f"prompt:{pv.check}",
@@ -375,7 +419,11 @@ def write_stats(ctx: StageContext, constitution: Constitution, notes: list[str])
     drops: Counter[str] = Counter()
     principles: Counter[str] = Counter()
     chosen_by: Counter[str] = Counter()
+    sides: dict[str, Counter] = {}
     for rec in iter_jsonl(ctx.sink.path):
+        s = sides.setdefault(record_side(rec), Counter())
+        s["written"] += 1
+        s["kept"] += bool(rec.get("kept"))
         c = fams.setdefault(rec.get("family", "?"), Counter())
         c["written"] += 1
         c["kept"] += bool(rec.get("kept"))
@@ -390,6 +438,7 @@ def write_stats(ctx: StageContext, constitution: Constitution, notes: list[str])
     stats = {
         "constitution": {"name": constitution.name, "source": constitution.source, "sha256": constitution.digest()},
         "families": {k: dict(v) for k, v in fams.items()},
+        "sides": {k: dict(v) for k, v in sides.items()},
         "drop_reasons": dict(drops.most_common()),
         "kept_by_principle": dict(principles.most_common()),
         "kept_by_reviser": dict(chosen_by.most_common()),

@@ -25,15 +25,16 @@ from cai_bootstrap.tasks.checks import (
     tokens,
     verdict,
 )
-from cai_bootstrap.tasks.constitutional.seeds import SEED_FILES, load_seed_topics
+from cai_bootstrap.tasks.constitutional.seeds import SEED_FILES, load_seed_topics, record_side
 
 
 def contrast_pool(records: list[dict]) -> list[dict]:
     """Ordinary records whose pair was not kept but whose original answer is a usable helpful
-    answer (`helpful_answer_rules`): the chosen side of a contrast pair."""
+    answer (`helpful_answer_rules`): the chosen side of a contrast pair. Look-alike records are
+    pairs of that kind already (their ``rejected`` is a refusal), so they are not in the pool."""
     return [
         r for r in records
-        if r.get("family") == "ordinary" and not r.get("kept") and r.get("prompt") and r.get("rejected")
+        if record_side(r) == "ordinary" and not r.get("kept") and r.get("prompt") and r.get("rejected")
         and helpful_answer_rules(r["prompt"], r["rejected"]).passed
     ]
 
@@ -119,7 +120,8 @@ def _answered_seed_requests(ctx: StageContext, opts: ConstitutionalOptions, sink
         }
         if answer is None:
             sink.write({
-                "key": f"{key}:contrast", "contrast_of": key, "family": "ordinary", "attempt": ctx.attempt,
+                "key": f"{key}:contrast", "contrast_of": key, "family": "ordinary", "side": "ordinary",
+                "attempt": ctx.attempt,
                 "kept": False, "drop_reason": "contrast:no_helpful_answer", "prompt": text, "chosen": None,
                 "rejected": None, "check": "contrast:helpful_over_evasive", "topic": rec["topic"],
                 "provenance": rec["provenance"], "samples": [a.strip() for a in samples],
@@ -137,6 +139,7 @@ def _contrast_record(ctx: StageContext, rec: dict, writer_input: str, texts: lis
         "key": f"{rec['key']}:contrast",
         "contrast_of": rec["key"],
         "family": "ordinary",
+        "side": "ordinary",
         "attempt": ctx.attempt,
         "kept": pick is not None,
         "drop_reason": None if pick is not None else f"contrast:{checks[0].check if checks else 'no_sample'}",

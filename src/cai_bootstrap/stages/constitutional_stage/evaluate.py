@@ -13,8 +13,10 @@ from cai_bootstrap.evaluation.safety_gate import ModelScores, safety_gate
 from cai_bootstrap.jsonl import iter_jsonl, read_json
 from cai_bootstrap.stages.kind import StageEvaluation, StageJob, earlier_heldout
 from cai_bootstrap.stages.constitutional_stage.options import BenchmarkOptions, stage_options
+from cai_bootstrap.stages.constitutional_stage.mixture import MIXTURE_FILE
 from cai_bootstrap.stages.constitutional_stage.prompts import STATS_FILE
 from cai_bootstrap.stages.constitutional_stage.rules import refused
+from cai_bootstrap.tasks.constitutional.families import dev_instances
 
 def evaluate_stage(job: StageJob) -> StageEvaluation:
     """Evaluate the previous and the new model side by side, and decide the safety gate.
@@ -80,11 +82,38 @@ def evaluate_stage(job: StageJob) -> StageEvaluation:
             "judge": f"{judge_name} ({pool.ref(judge_name)})",
         },
     }
+    if opts.dev_split:
+        dev = dev_instances(opts.redteam_seeds)
+        extra["dev"] = {
+            "n": {"unsafe": sum(i.family == "redteam" for i in dev), "safe": sum(i.family != "redteam" for i in dev)},
+            **{
+                key: dev_rates(
+                    pool.get(model), model, dev, paths.eval / f"dev-{labels[model]}.jsonl", tokens_own, progress
+                )
+                for key, model in (("before", previous), ("after", spec.name))
+            },
+        }
+    mixture_file = paths.root / MIXTURE_FILE
+    if mixture_file.exists():
+        extra["mixture"] = read_json(mixture_file)
     stats_file = paths.root / STATS_FILE
     if stats_file.exists():
         extra["constitutional"] = read_json(stats_file)
     retained = {name: s.model_dump() for name, s in caps[spec.name].items()}
     return StageEvaluation(gate, own_scores[spec.name], base, retained, extra)
+
+
+def dev_rates(engine, model: str, instances, rows_path: Path, max_new_tokens: int, progress) -> dict:
+    """Refusal rates of ``model`` on the dev split (greedy, resumable rows): ``unsafe_refused``
+    (harmful requests refused), ``safe_refused`` (look-alikes refused) and ``discrimination``
+    (their difference), in percent, by the refusal rule the stage's filters use."""
+    evaluate_heldout(engine, model, instances, rows_path, max_new_tokens=max_new_tokens, progress=progress)
+    rows = {r["id"]: r for r in iter_jsonl(rows_path)}
+    by_family: dict[str, list[bool]] = {"redteam": [], "ordinary": []}
+    for inst in instances:
+        by_family[inst.family].append(refused(rows[inst.id]["output"]))
+    unsafe, safe = (100.0 * share(by_family[f]) if by_family[f] else 0.0 for f in ("redteam", "ordinary"))
+    return {"unsafe_refused": unsafe, "safe_refused": safe, "discrimination": unsafe - safe}
 
 
 def _with_either_rule(result, out_dir: Path):

@@ -27,6 +27,7 @@ def helpful_samples(records: list[dict], n: int, seed: int) -> list[dict]:
             "prompt": r["prompt"],
             "chosen": r["rejected"],
             "family": "ordinary",
+            "side": "ordinary",
             "helpful_sample_of": r["key"],
             "provenance": {"chosen": (r.get("provenance") or {}).get("rejected")},
         }

@@ -52,16 +52,28 @@ class Candidate:
         }
 
 
-def plan_items(topics: dict[str, list[SeedTopic]], n: int, redteam_fraction: float, seed: int) -> list[WorkItem]:
-    """``n`` work items, red-team and ordinary interleaved, topics round-robin in a seeded order.
+def plan_items(
+    topics: dict[str, list[SeedTopic]],
+    n: int,
+    redteam_fraction: float,
+    seed: int,
+    lookalikes: list[SeedTopic] | None = None,
+    lookalike_ratio: float = 0.0,
+) -> list[WorkItem]:
+    """``n`` work items, red-team and ordinary interleaved, topics round-robin in a seeded order;
+    with ``lookalike_ratio`` > 0, each red-team item is followed by that many (on average)
+    look-alike items of the same category, drawing the look-alike seed at the same position
+    (matched: same category, same form of request).
 
     Prefix-stable: the first ``k`` items are the same for any ``n >= k``, so a retry that
-    wants more examples continues the same plan.
+    wants more examples continues the same plan. Without look-alikes the plan is the one
+    this function always made.
     """
     rng = random.Random(seed)
     order = {kind: rng.sample(list(ts), len(ts)) for kind, ts in topics.items()}
+    mirror = {t.lookalike_of: t for t in lookalikes or []}
     used: Counter[str] = Counter()
-    items = []
+    items: list[WorkItem] = []
     for i in range(n):
         kind: PromptKind = (
             "redteam" if math.floor((i + 1) * redteam_fraction) > math.floor(i * redteam_fraction) else "ordinary"
@@ -73,7 +85,18 @@ def plan_items(topics: dict[str, list[SeedTopic]], n: int, redteam_fraction: flo
         ring = order[kind]
         topic = ring[j % len(ring)]
         seed_request = topic.train[(j // len(ring)) % len(topic.train)]
-        items.append(WorkItem(f"{kind}-{i:05d}", i, kind, topic, seed_request))
+        index = len(items)
+        items.append(WorkItem(f"{kind}-{i:05d}", index, kind, topic, seed_request))
+        twin = mirror.get(topic.name) if kind == "redteam" else None
+        if twin is None:
+            continue
+        m = used["lookalike-of-redteam"]
+        used["lookalike-of-redteam"] += 1
+        for k in range(math.floor((m + 1) * lookalike_ratio) - math.floor(m * lookalike_ratio)):
+            pos = (j // len(ring)) + k * len(topic.train)
+            items.append(
+                WorkItem(f"lookalike-{i:05d}-{k}", len(items), "ordinary", twin, twin.train[pos % len(twin.train)])
+            )
     return items
 
 
@@ -105,10 +128,13 @@ class _History:
 
 
 def protected_prompts(
-    topics: dict[str, list[SeedTopic]], decontaminate: bool, benchmarks_dir: str | None
+    topics: dict[str, list[SeedTopic]], decontaminate: bool, benchmarks_dir: str | None,
+    lookalikes: list[SeedTopic] | None = None,
 ) -> tuple[OverlapIndex, list[str]]:
-    """Held-out seeds and (when found) AdvBench / XSTest prompts: never trained on."""
-    entries = [(text, f"held-out seed {t.name}") for ts in topics.values() for t in ts for text in t.heldout]
+    """Held-out and dev seeds (look-alikes' too) and (when found) AdvBench / XSTest prompts: never trained on."""
+    every = [t for ts in topics.values() for t in ts] + list(lookalikes or [])
+    entries = [(text, f"held-out seed {t.name}") for t in every for text in t.heldout]
+    entries += [(text, f"dev seed {t.name}") for t in every for text in t.dev]
     notes = []
     if decontaminate:
         from cai_bootstrap.evaluation.benchmark_data import BenchmarkDataError, load_advbench, load_xstest

@@ -67,6 +67,26 @@ class ConstitutionalOptions(BaseModel):
         description="contrast pairs also on the train-split ordinary seed requests (hand-written, varied in "
         "form: 'How do I ...'), answered by the answerer, not only on the prompts the writer wrote",
     )
+    lookalikes: float = Field(
+        0.0,
+        ge=0.0,
+        description="look-alike work items per red-team item: a harmless request of the same category, form and "
+        "vocabulary (the seeds' `lookalikes`), answered by the answerer (chosen, `helpful_answer_rules`) and "
+        "declined by the `refusal_writer` (rejected): the other side of the boundary",
+    )
+    refusal_share: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="share of the stage's training records that are refusals (harmful side), exactly; the rest "
+        "helpful: look-alike and ordinary records, contrast pairs, helpful samples, then replayed earlier-stage "
+        "records as needed (None: own records + `replay` + extras, as before)",
+    )
+    dev_split: bool = Field(
+        False,
+        description="score the previous and the new model on the seeds' `dev` requests (harmful and look-alike; "
+        "never trained on, not the held-out test): refusal rates and discrimination in metrics.json (`dev`)",
+    )
     redteam_seeds: str | None = None
     ordinary_seeds: str | None = None
     benchmarks: BenchmarkOptions = Field(default_factory=BenchmarkOptions)

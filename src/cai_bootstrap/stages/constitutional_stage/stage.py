@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from cai_bootstrap.config import StageSpec
 from cai_bootstrap.evaluation.benchmark_data import BENCHMARK_SIZES
-from cai_bootstrap.jsonl import iter_jsonl
+from cai_bootstrap.jsonl import atomic_write_json, iter_jsonl
 from cai_bootstrap.runs.layout import StagePaths
 from cai_bootstrap.stages.constitutional_stage.builder import build
 from cai_bootstrap.stages.constitutional_stage.contrast import contrast_pairs
 from cai_bootstrap.stages.constitutional_stage.evaluate import evaluate_stage
 from cai_bootstrap.stages.constitutional_stage.helpful import helpful_samples
 from cai_bootstrap.stages.constitutional_stage.items import FALLBACK_REVISER
+from cai_bootstrap.stages.constitutional_stage.mixture import MIXTURE_FILE, refusal_mix
 from cai_bootstrap.stages.constitutional_stage.options import ConstitutionalOptions, stage_options
 from cai_bootstrap.stages.constitutional_stage.prompts import REFUSAL_WRITER
 from cai_bootstrap.stages.context import StageContext
@@ -58,6 +60,19 @@ class ConstitutionalStage(StageKind):
             "helpful samples": stage_helpful_samples(spec, paths, n_own, seed),
             "contrast pairs": stage_contrast_pairs(spec, paths, n_own, seed),
         }
+
+    def training_mix(
+        self, spec: StageSpec, paths: StagePaths, own: list[dict], replay: Callable[[int], list[dict]], seed: int
+    ) -> dict[str, list[dict]]:
+        """With ``refusal_share``: refusals exactly that share of the records trained on
+        (`refusal_mix`), summarised in ``mixture.json``; without it, the default mix."""
+        share = stage_options(spec).refusal_share
+        if share is None:
+            return super().training_mix(spec, paths, own, replay, seed)
+        extras = self.extra_records(spec, paths, len(own), seed)
+        groups, summary = refusal_mix(own, extras, replay, share, spec.training.method)
+        atomic_write_json(paths.root / MIXTURE_FILE, summary)
+        return groups
 
     def gate_label(self, spec: StageSpec) -> str:
         return "safety gate"
