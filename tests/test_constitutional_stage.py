@@ -1049,6 +1049,7 @@ def test_documented_stage_block_loads_in_the_skills_curriculum(tmp_path: Path) -
             "critic": "stage-4",
             "reviser": "stage-5",
             "fallback_reviser": "base",
+            "refusal_writer": "base",
             "judge": "base",
         }
         opts = cai.stage_options(spec)  # stage_defaults' options merged in must be accepted

@@ -69,6 +69,9 @@ def test_tiny_whole_curriculum_runs_with_provenance_and_status(tmp_path):
     # Retained skills: the last model was evaluated on every earlier held-out set.
     last = read_json(out / stage_names[-1] / "metrics.json")
     assert set(last["retained"]) == set(stage_names[:-1])
+    # The constitutional stage (tiny preset = standard's path): a refusal-share mixture, dev-split rates.
+    assert last["mixture"]["refusals"] == round(last["mixture"]["refusal_share"] * last["mixture"]["records"])
+    assert set(last["dev"]["after"]) == {"unsafe_refused", "safe_refused", "discrimination"}
     res = runner.invoke(app, ["status", str(out)])
     assert res.exit_code == 0 and "continued" in res.output and "stage-1" in res.output
     assert (out / "report.html").exists() and (out / "report.md").exists()
