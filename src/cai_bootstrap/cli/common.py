@@ -9,7 +9,28 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="The `cai-bootstrap` command line (typer + rich).")
+#: exit codes (docs/cli.md): scripts can tell a failed gate from an error
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_GATE_STOPPED, EXIT_GATE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_CODES = (  # (code, short, what it means)
+    (EXIT_OK, "done", "done; a gate that failed where the curriculum lets the run continue still exits 0 without --strict"),
+    (EXIT_ERROR, "error", "an error, shown as one line: bad settings, a refused or locked run directory, a missing "
+                          "file, a full disk"),
+    (EXIT_USAGE, "usage error", "a command-line usage error: unknown option, bad value"),
+    (EXIT_GATE_STOPPED, "gate failed, run stopped", "run/resume: a stage's gate failed and the run stopped there "
+                                                     "(on_fail: stop)"),
+    (EXIT_GATE_FAILED, "gate failed (--strict)", "run/resume --strict: a stage's gate failed and the run continued "
+                                                  "past it (on_fail: continue)"),
+    (EXIT_INTERRUPTED, "interrupted", "interrupted (Ctrl-C); `resume` continues a run where it stopped"),
+)
+HELP = (
+    "Bootstrap a small base language model into an assistant, one verified skill at a time: each stage's model "
+    "writes the next stage's training data, verifiers keep what is correct, and a held-out gate decides whether "
+    "the stage passed.\n\nStart with `cai-bootstrap run --preset tiny` (minutes on a CPU), then `status`, "
+    "`report`, `export`. More: docs/cli.md."
+)
+EPILOG = "Exit codes: " + "; ".join(f"{code} {short}" for code, short, _ in EXIT_CODES) + " (docs/cli.md)."
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP, epilog=EPILOG)
 console = Console()
 err = Console(stderr=True)
 
@@ -51,9 +72,20 @@ def _setup_logging(verbose: bool) -> None:
         transformers.logging.set_verbosity_error()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from cai_bootstrap import __version__
+
+        console.print(f"cai-bootstrap {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="log more")) -> None:
-    """Turn a base LM into a constitutionally aligned assistant by progressive bootstrapping."""
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="log more"),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="print the version and exit"),
+) -> None:
     _setup_logging(verbose)
 
 

@@ -12,7 +12,10 @@ from rich.table import Table
 
 from rich.markup import escape
 
-from cai_bootstrap.cli.common import app, console, disk_full, err, fail, known_errors
+from cai_bootstrap.cli.common import EXIT_GATE_FAILED, EXIT_GATE_STOPPED, app, console, disk_full, err, fail, known_errors
+
+STRICT_HELP = (f"exit {EXIT_GATE_FAILED} when any stage's gate failed, also where the curriculum lets the run "
+               "continue past it (on_fail: continue)")
 
 @app.command()
 def run(
@@ -29,9 +32,10 @@ def run(
     task: Optional[str] = typer.Option(None, help="tasks curriculum: the stage-0 task (factual_qa, summarization, explanation, ...)"),
     control: Optional[str] = typer.Option(
         None, help="'base': also train each stage's control model on data the base model made (see `ablate`)"),
-    no_progress: bool = typer.Option(False, help="plain logs instead of progress bars"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="plain logs instead of progress bars"),
+    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
 ) -> None:
-    """Start a curriculum run (re-running with the same --out resumes it)."""
+    """Start a curriculum run (the same command again continues it; other settings into the same --out are refused)."""
     from cai_bootstrap.config import load_run_settings
     from cai_bootstrap.pipeline.setup import check_run, check_same_settings, create_run, default_run_dir, extend_run
     from cai_bootstrap.runs.lock import run_lock
@@ -70,16 +74,20 @@ def run(
             console.print(f"run directory: [bold]{run_dir}[/]")
         except known_errors() as exc:
             fail(str(exc))
-        _execute(run_dir, not no_progress)
+        _execute(run_dir, not no_progress, strict)
 
 
 @app.command()
-def resume(run_dir: Path = typer.Argument(..., help="run directory"), no_progress: bool = typer.Option(False)) -> None:
-    """Continue a run where it stopped (finished records and stages are kept)."""
-    _execute(run_dir, not no_progress)
+def resume(
+    run_dir: Path = typer.Argument(..., help="run directory"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="plain logs instead of progress bars"),
+    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
+) -> None:
+    """Continue a run where it stopped, with its own settings (finished records and stages are kept)."""
+    _execute(run_dir, not no_progress, strict)
 
 
-def _execute(run_dir: Path, progress: bool) -> None:
+def _execute(run_dir: Path, progress: bool, strict: bool = False) -> None:
     """Run or resume, then the status table and the report: every step's known errors as one line."""
     from cai_bootstrap.pipeline.runner import GateFailed, execute
     from cai_bootstrap.runs.lock import run_lock
@@ -91,9 +99,13 @@ def _execute(run_dir: Path, progress: bool) -> None:
             except GateFailed as exc:
                 err.print(f"[bold red]stopped:[/] {escape(str(exc))}")
                 _status_table(run_dir)
-                raise typer.Exit(3) from None
-            _status_table(run_dir)
+                _write_report(run_dir)
+                raise typer.Exit(EXIT_GATE_STOPPED) from None
+            failed = _status_table(run_dir)
             _write_report(run_dir)
+            if strict and failed:
+                err.print(f"[bold red]--strict:[/] the gate of {', '.join(failed)} failed (the run continued past it)")
+                raise typer.Exit(EXIT_GATE_FAILED)
     except known_errors() as exc:
         fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - only a full disk is turned into one line
@@ -106,7 +118,7 @@ def _execute(run_dir: Path, progress: bool) -> None:
 def ablate(
     run_dir: Path = typer.Argument(..., help="run directory (stages already finished)"),
     stages: Optional[str] = typer.Option(None, help="comma-separated stages (default: every stage with a predecessor)"),
-    no_progress: bool = typer.Option(False),
+    no_progress: bool = typer.Option(False, "--no-progress", help="plain logs instead of progress bars"),
 ) -> None:
     """The control experiment: retrain each stage on base-made data and compare on its held-out set."""
     from cai_bootstrap.pipeline.runner import execute_controls
@@ -145,26 +157,29 @@ def _write_report(run_dir: Path) -> None:
 
 @app.command()
 def status(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
-    """Table of stages: state, examples, metric vs threshold, time."""
+    """Table of stages: state, data kept, held-out success [95% interval] and the gate, base and control, time."""
     try:
         _status_table(run_dir)
     except known_errors() as exc:
         fail(str(exc))
 
 
-def _status_table(run_dir: Path) -> None:
+def _status_table(run_dir: Path) -> list[str]:
+    """Print the table; return the stages whose gate failed (state ``failed`` or ``continued``)."""
     from pydantic import ValidationError
 
     from cai_bootstrap.jsonl import JsonlError, read_json
-    from cai_bootstrap.runs.layout import StagePaths, StageStatus
     from cai_bootstrap.pipeline.setup import load_run
-    from cai_bootstrap.stages.registry import get_kind
+    from cai_bootstrap.report.figures import FIGURE, gate_on_figure, gate_text, score_text
+    from cai_bootstrap.runs.layout import StagePaths, StageStatus
 
     manifest, settings, curriculum = load_run(run_dir)
     table = Table(title=f"{manifest['run_id']}: {settings.curriculum} / {settings.preset} / {settings.model}")
-    for col in ("stage", "kind", "state", "attempt", "kept / generated", "metric", "threshold", "base", "control", "time"):
+    for col in ("stage", "kind", "state", "attempt", "kept / generated", f"{FIGURE} [95% CI]", "gate", "base",
+                "control", "time"):
         table.add_column(col)
     colours = {"passed": "green", "failed": "red", "continued": "yellow"}
+    failed = []
     for spec in curriculum.stages:
         if spec.name not in manifest["stages"]:
             continue
@@ -179,22 +194,25 @@ def _status_table(run_dir: Path) -> None:
         except (JsonlError, OSError) as exc:
             console.print(f"[bold yellow]warning:[/] {spec.name}: unreadable {paths.metrics}: {escape(str(exc))}")
             m = {}
+        if st.state in ("failed", "continued"):
+            failed.append(spec.name)
         data = m.get("data", {})
         kept = f"{data.get('kept', '-')} / {data.get('generated', '-')}" if data else "-"
-        value = f"{m['value']:.1%}" if "value" in m else "-"
-        base = m.get("base_heldout") or {}
-        base_v = f"{base['mean']:.1%}" if base.get("mean") is not None else "-"
-        control = (m.get("control") or {}).get("heldout") or {}
-        control_v = f"{control['mean']:.1%}" if control.get("mean") is not None else "-"
-        threshold = get_kind(spec.kind).gate_label(spec)
+        figure = score_text(m.get("heldout")) if m else "-"
+        if m and gate_on_figure(m) and "passed" in m:
+            figure = f"[{'green' if m['passed'] else 'red'}]{figure}[/]"
+        control = (m.get("control") or {}).get("heldout")
         total = st.timings.get("total_s")
         attempt = f"round {st.attempt}/{spec.rounds.count}" if spec.rounds.count else str(st.attempt)
         if m.get("selected_attempt") is not None:
             attempt += f" (kept {m['selected_attempt']})"
         table.add_row(
-            spec.name, spec.kind, f"[{colours.get(st.state, 'white')}]{st.state}[/]", attempt, kept,
-            value, threshold, base_v, control_v, f"{total / 60:.1f} min" if total else "-",
+            spec.name, spec.kind, f"[{colours.get(st.state, 'white')}]{st.state}[/]", attempt, kept, figure,
+            gate_text(m, spec.threshold) if m else f"≥ {spec.threshold:.0%}",
+            score_text(m.get("base_heldout")) if m else "-", score_text(control) if control else "-",
+            f"{total / 60:.1f} min" if total else "-",
         )
     console.print(table)
     for warning in manifest.get("warnings", []):
         console.print(f"[bold yellow]warning:[/] {escape(warning)}")
+    return failed

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from html import escape
 
+from cai_bootstrap.report.figures import FIGURE, gate_text
 from cai_bootstrap.report.load import RunData, StageData
 from cai_bootstrap.report.plots_common import Plot, png_data_uri
 from cai_bootstrap.report.tables import (
+    score_cell,
     NOT_RUN,
     STATE_STYLE,
     Cell,
@@ -201,10 +203,12 @@ def _samples(s: StageData) -> str:
 def _stage(s: StageData) -> str:
     badge = f'<span class="badge {STATE_STYLE.get(s.state, "warn")}">{_e(s.state)}</span>'
     meta = [f"kind <code>{_e(s.kind or '–')}</code>"]
-    if s.threshold is not None:
-        meta.append(f"threshold {s.threshold:.0%}")
     if s.heldout and s.heldout.mean is not None:
-        meta.append(f"held-out success <strong>{s.heldout.mean:.1%}</strong>")
+        meta.append(f"{FIGURE} <strong>{_e(score_cell(s.heldout))}</strong>")
+    if s.metrics is not None:
+        meta.append(f"gate {_e(gate_text(s.metrics, s.threshold))}")
+    elif s.threshold is not None:
+        meta.append(f"threshold {s.threshold:.0%}")
     if s.attempts is not None:
         meta.append(f"attempts {s.attempts}")
     if s.families:

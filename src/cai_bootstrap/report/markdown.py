@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 
+from cai_bootstrap.report.figures import FIGURE, gate_text
 from cai_bootstrap.report.load import RunData, StageData
 from cai_bootstrap.report.plots_common import Plot
 from cai_bootstrap.report.tables import (
+    score_cell,
     NOT_RUN,
     Table,
     clip,
@@ -98,7 +100,11 @@ def _samples(s: StageData) -> list[str]:
 def _stage(s: StageData) -> list[str]:
     out = [f"### {s.name}", ""]
     meta = [f"kind `{s.kind or '–'}`", f"state **{s.state}**"]
-    if s.threshold is not None:
+    if s.heldout and s.heldout.mean is not None:
+        meta.append(f"{FIGURE} **{score_cell(s.heldout)}**")
+    if s.metrics is not None:
+        meta.append(f"gate {gate_text(s.metrics, s.threshold)}")
+    elif s.threshold is not None:
         meta.append(f"threshold {s.threshold:.0%}")
     if s.families:
         meta.append("families " + ", ".join(f"`{f}`" for f in s.families))

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cai_bootstrap.evaluation.intervals import interval_text, rate_text, wilson  # noqa: F401  (wilson: one implementation)
+from cai_bootstrap.report.figures import FIGURE, gate_on_figure, gate_text
 from cai_bootstrap.report.load import RunData, Score, StageData
 from cai_bootstrap.report.plots_stages import retained_matrix
 
@@ -100,32 +102,41 @@ def _delta(a: float | None, b: float | None) -> Cell:
     return Cell(f"{d:+.1f} pt", "good" if d > 0 else "bad" if d < 0 else "")
 
 
+def score_cell(sc: Score | None) -> str:
+    if sc is None or not sc.per_family:
+        return pct(sc.mean) if sc else "–"
+    return rate_text(sum(f.passed for f in sc.per_family.values()), sum(f.n for f in sc.per_family.values()))
+
+
 def summary_table(run: RunData) -> Table:
+    """One figure per stage (`report.figures`: held-out success with its 95% interval, as `status`
+    shows it) and its gate in words."""
     has_control = any(s.control for s in run.stages)
-    headers = ["Stage", "Kind", "State", "Attempts", "Held-out success", "Threshold", "Base model", "vs base"]
+    headers = ["Stage", "Kind", "State", "Attempts", f"{FIGURE.capitalize()} [95% CI]", "Gate", "Base model", "vs base"]
     if has_control:
         headers += ["Control (base-made data)", "vs control"]
     rows: list[list[str | Cell]] = []
     for s in run.stages:
         mean = s.heldout.mean if s.heldout else None
         base = s.base_heldout.mean if s.base_heldout else None
-        ok = s.passed
-        success = Cell(pct(mean), "muted" if mean is None else "good" if ok else "bad" if ok is False else "")
+        metrics = s.metrics or {}
+        ok = s.passed if gate_on_figure(metrics) else None
+        success = Cell(score_cell(s.heldout), "muted" if mean is None else "good" if ok else "bad" if ok is False else "")
         row: list[str | Cell] = [
             s.name,
             s.kind or "–",
             state_cell(s),
             num(s.attempts),
             success,
-            pct(s.threshold, 0) if s.threshold is not None or not s.safety else "safety gate",
-            pct(base),
+            gate_text(metrics, s.threshold) if s.metrics is not None else (pct(s.threshold, 0) if s.threshold else "–"),
+            score_cell(s.base_heldout),
             _delta(mean, base),
         ]
         if has_control:
             ctrl = s.control.mean if s.control else None
-            row += [pct(ctrl), _delta(mean, ctrl)]
+            row += [score_cell(s.control), _delta(mean, ctrl)]
         rows.append(row)
-    return Table(headers, rows, {0, 1, 2})
+    return Table(headers, rows, {0, 1, 2, 5})
 
 
 def family_table(s: StageData) -> Table | None:
@@ -138,23 +149,13 @@ def family_table(s: StageData) -> Table | None:
     rows: list[list[str | Cell]] = []
     for fam, fs in s.heldout.per_family.items():
         ok = s.threshold is None or fs.rate >= s.threshold
-        row: list[str | Cell] = [fam, num(fs.n), Cell(f"{pct(fs.rate)} ({fs.passed}/{fs.n})", "good" if ok else "bad")]
+        row: list[str | Cell] = [fam, num(fs.n), Cell(rate_text(fs.passed, fs.n), "good" if ok else "bad")]
         for _label, sc in scores:
             if sc:
                 other = sc.per_family.get(fam)
-                row.append(f"{pct(other.rate)} ({other.passed}/{other.n})" if other else "–")
+                row.append(rate_text(other.passed, other.n) if other else "–")
         rows.append(row)
     return Table(headers, rows)
-
-
-def wilson(passed: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson interval of a share: at 100 cases one case is a point, and the interval says how many."""
-    if n <= 0:
-        return 0.0, 0.0
-    p = passed / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def rounds_table(s: StageData) -> Table | None:
@@ -169,14 +170,13 @@ def rounds_table(s: StageData) -> Table | None:
     for h in m.get("history", []):
         a = h["attempt"]
         r = rounds.get(a)
-        lo, hi = wilson(round(h["value"] * n), n)
         rows.append([
             str(a),
             f"{s.name} attempt {a - 1}" if r else "earlier models (first data)",
             num(r["instances"]) if r else "–",
             f"{pct(r['pass_at_k'])} (pass@{r['samples']})" if r and r.get("pass_at_k") is not None else "–",
             num(r["kept"]) if r else "–",
-            Cell(f"{pct(h['value'])} [{pct(lo, 0)}, {pct(hi, 0)}]", "good" if h.get("passed") else ""),
+            Cell(f"{pct(h['value'])} {interval_text(round(h['value'] * n), n)}", "good" if h.get("passed") else ""),
             pct(h.get("validation")) if h.get("validation") is not None else "–",
         ])
     return Table(["Attempt", "New data written by", "Fresh instances", "Passing (writer)", "Records kept",
@@ -192,7 +192,7 @@ def knowledge_table(s: StageData) -> Table | None:
     for key, label in (("known", "fact the base model knows"), ("unknown", "fact the base model never produced"),
                        ("no_fact", "no fact to know")):
         g = split[key]
-        rows.append([label, num(g["n"]), f"{pct(g['rate'])} ({g['passed']}/{g['n']})" if g["n"] else "–"])
+        rows.append([label, num(g["n"]), rate_text(g["passed"], g["n"])])
     return Table(["Held-out cases", "Cases", "Stage model"], rows)
 
 
