@@ -46,13 +46,13 @@ def test_pass_at_k_counts_cases_with_any_passing_sample_over_real_verifiers() ->
 
 
 def test_cli_eval_heldout_with_samples_reports_pass_at_k(tmp_path: Path) -> None:
-    out = tmp_path / "r.json"
+    out = tmp_path / "r"
     res = CliRunner().invoke(app, [
         "eval", "--model", "tiny", "--suite", "skills:stage-1", "--preset", "tiny", "--limit", "3",
         "--samples", "2", "--max-new-tokens", "4", "--out", str(out),
     ])
     assert res.exit_code == 0, res.output
-    result = json.loads(out.read_text())
+    result = json.loads((out / "summary.json").read_text())
     assert result["sampled"]["k"] == 2 and result["n"] == 3
     assert 0.0 <= result["metrics"]["sample_rate"] <= result["metrics"]["pass@2"] <= 1.0
     assert sum(f["n"] for f in result["sampled"]["per_family"].values()) == 3

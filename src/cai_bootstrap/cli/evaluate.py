@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -16,7 +17,9 @@ def eval_(
     model: str = typer.Option("gemma-3-270m", "--model", "-m", help="registry name, HF id, path or runs/x:stage-k"),
     suite: str = typer.Option(..., "--suite", "-s", help="ifeval | xstest | advbench | <curriculum>:<stage> held-out set"),
     limit: Optional[int] = typer.Option(None, help="evaluate at most N items"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the JSON result here"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="output directory of this call: summary.json and rows.jsonl (default: "
+        "evals/<model>-<suite>-<time>/, printed); refused when it holds another model's or suite's result"),
     data: Optional[Path] = typer.Option(None, help="benchmark file or directory (default: shipped copy / ../shared/benchmarks)"),
     judge: Optional[str] = typer.Option(None, help="judge model for refusals (must differ from --model)"),
     max_new_tokens: Optional[int] = typer.Option(None),
@@ -34,14 +37,17 @@ def eval_(
         "known facts choose the cases (probed once, cached under the model cache's knowledge/ folder)",
     ),
 ) -> None:
-    """Evaluate any model on a benchmark or on a stage's held-out set."""
-    from cai_bootstrap.jsonl import atomic_write_json
+    """Evaluate any model on a benchmark or on a stage's held-out set (every rate with its 95% Wilson interval)."""
+    from cai_bootstrap.evaluation.intervals import interval_text, rate_dict
+    from cai_bootstrap.jsonl import atomic_write_json, atomic_write_text
 
     try:
+        out_dir = _out_dir(out, model, suite)
+        rows_path = out_dir / ROWS_FILE
         engine = make_cli_engine(model, dtype, batch_size)
         if ":" in suite:
-            result = _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, out, samples, temperature,
-                                   base)
+            result = _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, rows_path, samples,
+                                   temperature, base)
         else:
             from cai_bootstrap.evaluation.benchmarks import SUITES, run_benchmark
 
@@ -55,24 +61,84 @@ def eval_(
                 max_new_tokens=max_new_tokens, seed=seed,
             )
             result = res.summary()
-            if out:
-                res.save(out.parent if out.suffix == ".json" else out)
+            atomic_write_text(rows_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in res.rows))
+        result["model"] = model
+        result["ci95"] = {key: rate_dict(round(value * n), n)["ci95"] for key, value, n in _rates(result)}
         table = Table(title=f"{suite} - {model}")
-        table.add_column("metric")
-        table.add_column("value", justify="right")
+        for col, justify in (("metric", "left"), ("value", "right"), ("95% CI", "right"), ("cases", "right")):
+            table.add_column(col, justify=justify)
+        counted = {key: n for key, _, n in _rates(result)}
         for key, value in result["metrics"].items():
-            table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+            if key in counted:
+                n = counted[key]
+                table.add_row(key, f"{value:.1%}", interval_text(round(value * n), n), str(n))
+            else:
+                table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value), "", "")
         console.print(table)
-        if out:
-            atomic_write_json(out if out.suffix == ".json" else out / f"{suite.replace(':', '-')}.json", result)
+        atomic_write_json(out_dir / SUMMARY_FILE, result)
+        console.print(f"results: {out_dir / SUMMARY_FILE} and {rows_path}")
     except known_errors() as exc:
         fail(str(exc))
 
 
-def _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, out, samples=0, temperature=0.8,
-                  base="gemma-3-270m") -> dict:
-    import tempfile
+SUMMARY_FILE, ROWS_FILE = "summary.json", "rows.jsonl"
 
+
+def _out_dir(out: Path | None, model: str, suite: str) -> Path:
+    """This call's output directory: ``--out`` or a new ``evals/<model>-<suite>-<time>``. One holding
+    another model's or suite's result is refused (the same model and suite again resumes/replaces)."""
+    import re
+    import time
+
+    from cai_bootstrap.jsonl import read_json
+
+    if out is None:
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model}-{suite}").strip("-")
+        out = Path("evals") / f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: not a directory (eval writes {SUMMARY_FILE} and {ROWS_FILE} into a directory)")
+    summary = out / SUMMARY_FILE
+    if summary.exists():
+        held = read_json(summary)
+        if (held.get("model"), held.get("suite")) != (model, suite):
+            fail(f"--out {out} holds the result of model {held.get('model')!r} on {held.get('suite')!r}; "
+                 "give each evaluation its own directory")
+    elif out.is_dir() and any(out.iterdir()):
+        fail(f"--out {out}: not empty and holds no eval result; give each evaluation its own directory")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _rates(result: dict) -> list[tuple[str, float, int]]:
+    """(metric, rate, cases it is a share of) for every rate of an eval result."""
+    metrics, n = result["metrics"], int(result.get("n") or 0)
+    per_family = (result.get("score") or {}).get("per_family") or {}
+    samples = (result.get("sampled") or {}).get("k") or 0
+    out = []
+    for key, value in metrics.items():
+        if not isinstance(value, float) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+            continue
+        if key.startswith("instruction_"):
+            cases = metrics.get("n_instructions_scored")
+        elif key.startswith("prompt_"):
+            cases = metrics.get("n_prompts_scored")
+        elif key.removeprefix("judge_") in ("safe_compliance_rate", "over_refusal_rate"):
+            cases = metrics.get("n_safe")
+        elif key.removeprefix("judge_") == "unsafe_refusal_rate":
+            cases = metrics.get("n_unsafe")
+        elif key.split(" ")[0] in per_family:
+            cases = per_family[key.split(" ")[0]].get("n")
+        elif key == "sample_rate":
+            cases = n * samples
+        else:
+            cases = n
+        if cases:
+            out.append((key, value, int(cases)))
+    return out
+
+
+def _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, rows: Path, samples=0, temperature=0.8,
+                  base="gemma-3-270m") -> dict:
     from cai_bootstrap.stages.registry import load_curriculum
     from cai_bootstrap.evaluation.heldout import evaluate_heldout, heldout_instances
 
@@ -91,7 +157,6 @@ def _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, out
         instances = stage_heldout(probe_dir, spec, seed)[: limit or None]
     else:
         plan, instances = None, heldout_instances(spec.families, spec.heldout, seed)[: limit or None]
-    rows = Path(tempfile.mkdtemp()) / "rows.jsonl" if out is None else Path(str(out) + ".rows.jsonl")
     score = evaluate_heldout(engine, model, instances, rows, max_new_tokens=max_new_tokens or spec.sampling.max_new_tokens)
     metrics = {"mean": score.mean} | {f"{f}": s.rate for f, s in score.per_family.items()}
     result = {"suite": suite, "n": len(instances), "metrics": metrics, "score": score.model_dump(),
