@@ -96,8 +96,6 @@ def test_messages_to_instruction():
 def test_errors_in_openai_shape(client):
     r = client.post("/v1/completions", json={"model": "other", "prompt": "x"})
     assert r.status_code == 404 and "tiny" in r.json()["error"]["message"]
-    r = client.post("/v1/completions", json={"prompt": "x", "stream": True})
-    assert r.status_code == 400 and "stream" in r.json()["error"]["message"]
     r = client.post("/v1/completions", json={"prompt": "x", "top_p": 0})
     assert r.status_code == 400 and "top_p" in r.json()["error"]["message"]
     r = client.post("/v1/completions", json={"prompt": "x", "logprobs": 1, "max_tokens": 4})

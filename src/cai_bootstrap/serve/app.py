@@ -8,9 +8,11 @@ Endpoints (the subset clients and the `openai` backend use):
   ``temperature`` (1.0; 0 = greedy), ``top_p``, ``n``, ``stop``, ``seed``, plus the
   vLLM-style extras ``top_k`` and ``repetition_penalty``. ``echo`` with ``max_tokens=0``
   and ``logprobs`` returns the prompt's token log-probabilities (used by
-  `OpenAIEngine.choose`); other ``logprobs`` requests and ``stream`` are refused (400).
+  `OpenAIEngine.choose`); other ``logprobs`` requests are refused (400).
 * ``POST /v1/chat/completions``: ``messages`` become one prompt in the project's format
   (see `messages_to_instruction`); the reply is in OpenAI chat shape.
+* ``stream=true`` on either: server-sent events in OpenAI's chunk shapes (`serve.stream`), sent
+  once the texts are generated; ``stream_options.include_usage`` adds the usage chunk.
 * ``GET  /health``.
 
 How a request is run: all prompts of one request go through
@@ -52,6 +54,7 @@ import anyio
 import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cai_bootstrap.engines.base import DEFAULT_BATCH_SIZE, GenerationCancelled, SamplingParams
@@ -59,6 +62,7 @@ from cai_bootstrap.engines.transformers_engine import TransformersEngine
 from cai_bootstrap.models.loading import model_fingerprint
 from cai_bootstrap.prompt_format import format_prompt
 from cai_bootstrap.serve.limits import LOOPBACK, ApiKeyAuth, BodyLimit, ServeLimits, read_api_key
+from cai_bootstrap.serve.stream import MEDIA_TYPE, chat_events, completion_events
 from cai_bootstrap.serve.schema import (
     ApiError,
     ChatRequest,
@@ -160,8 +164,6 @@ def create_app(
 
     def resolve(req: _Request) -> tuple[str, TransformersEngine]:
         """The engine for the request's model id (call with the lock held)."""
-        if req.stream:
-            raise ApiError(400, "stream=true is not supported by this server", param="stream")
         name = req.model or model_name
         if name in engines and (name == model_name or fingerprints.get(name) == model_fingerprint(name)):
             engines.move_to_end(name)
@@ -229,8 +231,8 @@ def create_app(
         return {"object": "list", "data": [{"id": name, "object": "model", "created": created,
                                             "owned_by": "cai-bootstrap"} for name in list(engines)]}
 
-    @app.post("/v1/completions")
-    async def completions(req: CompletionRequest, request: Request) -> dict:
+    @app.post("/v1/completions", response_model=None)
+    async def completions(req: CompletionRequest, request: Request) -> dict | StreamingResponse:
         prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
         if not prompts:
             raise ApiError(400, "prompt must not be empty", param="prompt")
@@ -266,10 +268,13 @@ def create_app(
                           "total_tokens": prompt_tokens + completion_tokens},
             }
 
-        return await admitted(request, work)
+        response = await admitted(request, work)
+        if req.stream:
+            return StreamingResponse(completion_events(response, req.include_usage), media_type=MEDIA_TYPE)
+        return response
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(req: ChatRequest, request: Request) -> dict:
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(req: ChatRequest, request: Request) -> dict | StreamingResponse:
         prompt = format_prompt(messages_to_instruction(req.messages))
         max_tokens = req.max_completion_tokens or req.max_tokens or min(256, limits.max_tokens)
         check_size(1, req, max_tokens)
@@ -291,7 +296,10 @@ def create_app(
                           "total_tokens": prompt_tokens + completion_tokens},
             }
 
-        return await admitted(request, work)
+        response = await admitted(request, work)
+        if req.stream:
+            return StreamingResponse(chat_events(response, req.include_usage), media_type=MEDIA_TYPE)
+        return response
 
     return app
 

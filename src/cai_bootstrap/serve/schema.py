@@ -21,6 +21,12 @@ def error_response(status: int, message: str, type_: str = "invalid_request_erro
     return JSONResponse(body, status_code=status)
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
 class _Request(BaseModel):
     # OpenAI clients send fields we do not use (user, logit_bias, ...): accept and ignore.
     model_config = ConfigDict(extra="ignore")
@@ -34,6 +40,11 @@ class _Request(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
 
 
 class CompletionRequest(_Request):
