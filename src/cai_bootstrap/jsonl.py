@@ -21,12 +21,22 @@ class JsonlError(ValueError):
     """A JSONL file has a line that is not a JSON object."""
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once at import: os.umask can only be read by setting it
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write a file so readers see the old or the new content, never a mix."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would create it (mkstemp makes 0600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -22,11 +22,11 @@ def eval_(
         "evals/<model>-<suite>-<time>/, printed); refused when it holds another model's or suite's result"),
     data: Optional[Path] = typer.Option(None, help="benchmark file or directory (default: shipped copy / ../shared/benchmarks)"),
     judge: Optional[str] = typer.Option(None, help="judge model for refusals (must differ from --model)"),
-    max_new_tokens: Optional[int] = typer.Option(None),
-    seed: int = typer.Option(0),
+    max_new_tokens: Optional[int] = typer.Option(None, help="tokens per answer (default: the suite's or stage's)"),
+    seed: int = typer.Option(0, help="seed of the held-out cases and of sampling"),
     preset: str = typer.Option("quick", help="preset for held-out set sizes"),
-    dtype: str = typer.Option("auto"),
-    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE),
+    dtype: str = typer.Option("auto", help="auto | bf16 | fp32"),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, help="prompts generated together"),
     samples: int = typer.Option(
         0, min=0, help="held-out sets: also sample K answers per case at --temperature and report pass@K "
         "(a case passes if any sample does) and the share of passing samples",

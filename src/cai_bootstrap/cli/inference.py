@@ -29,16 +29,18 @@ def models() -> None:
 @app.command()
 def generate(
     model: str = typer.Option("gemma-3-270m", "--model", "-m", help="registry name, HF id, path or runs/x:stage-k"),
-    input: Path = typer.Option(..., "--input", "-i", help="JSONL: one {'id':..., 'prompt':...} per line"),
+    input: Path = typer.Option(..., "--input", "-i", help="JSONL: one {'prompt': ...} or {'messages': [...]} per "
+                               "line, 'id' optional (default: the line number)"),
     output: Path = typer.Option(..., "--output", "-o", help="JSONL written with 'output' added"),
     max_new_tokens: int = typer.Option(64, min=1, help="tokens to generate per prompt"),
     temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy"),
-    top_p: float = typer.Option(1.0, min=0.0, max=1.0),
-    seed: int = typer.Option(0),
+    top_p: float = typer.Option(1.0, min=0.0, max=1.0, help="nucleus sampling: keep the smallest set of tokens "
+                                "with this much probability"),
+    seed: int = typer.Option(0, help="sampling seed"),
     stop: list[str] = typer.Option([], "--stop", help="extra stop string (repeatable)"),
-    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, min=1),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, min=1, help="prompts generated together"),
     dtype: str = typer.Option("auto", help="auto | bf16 | fp32"),
-    raw: bool = typer.Option(False, help="send prompts as-is instead of in the project's prompt format"),
+    raw: bool = typer.Option(False, "--raw", help="send prompts as-is instead of in the project's prompt format"),
     engine: str = typer.Option("transformers", help="transformers | openai | vllm"),
     base_url: Optional[str] = typer.Option(None, help="server URL for --engine openai"),
 ) -> None:
@@ -52,10 +54,12 @@ def generate(
     try:
         rows = list(iter_jsonl(input, user_input=True))
         if not rows:
-            fail(f"{input}: no records (expected one {{'id': ..., 'prompt': ...}} per line)")
+            fail(f"{input}: no records (expected one {{'prompt': ...}} or {{'messages': [...]}} per line)")
+        texts = {}
         for n, row in enumerate(rows, start=1):
-            if "id" not in row or not isinstance(row.get("prompt"), str):
-                fail(f"{input}: record {n} needs an 'id' and a string 'prompt', got keys {sorted(row)}")
+            text = _prompt_text(row, f"{input}: record {n}")
+            row.setdefault("id", n)
+            texts[str(row["id"])] = text
         ids = [r["id"] for r in rows]
         if len(set(map(str, ids))) != len(ids):
             fail(f"{input}: duplicate ids")
@@ -70,7 +74,7 @@ def generate(
             step = max(batch_size * 4, 1)
             for start in range(0, len(todo), step):
                 chunk = todo[start : start + step]
-                prompts = [r["prompt"] if raw else format_prompt(r["prompt"]) for r in chunk]
+                prompts = [texts[str(r["id"])] if raw else format_prompt(texts[str(r["id"])]) for r in chunk]
                 results = eng.generate(prompts, params, desc=f"generate {start + len(chunk)}/{len(todo)}")
                 for r, (text,) in zip(chunk, results):
                     out.append({**r, "output": text, "model": model})
@@ -79,16 +83,34 @@ def generate(
         fail(str(exc).strip("'\""))
 
 
+def _prompt_text(row: dict, where: str) -> str:
+    """A record's instruction: its string ``prompt``, or its chat ``messages`` as the server reads them."""
+    from cai_bootstrap.serve.schema import ApiError, messages_to_instruction
+
+    if isinstance(row.get("prompt"), str):
+        return row["prompt"]
+    if isinstance(row.get("messages"), list):
+        try:
+            return messages_to_instruction(row["messages"])
+        except ApiError as exc:
+            fail(f"{where}: messages: {exc.message}")
+    fail(f"{where} needs a string 'prompt' or a list of chat 'messages', got keys {sorted(row)}")
+    raise AssertionError  # fail() exits
+
+
 @app.command()
 def chat(
-    model: str = typer.Option("gemma-3-270m", "--model", "-m"),
+    model: str = typer.Option("gemma-3-270m", "--model", "-m", help="registry name, HF id, path or runs/x:stage-k"),
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="one-shot: answer this and exit"),
-    max_new_tokens: int = typer.Option(128, min=1),
-    temperature: float = typer.Option(0.0, min=0.0),
-    seed: int = typer.Option(0),
-    dtype: str = typer.Option("auto"),
+    max_new_tokens: int = typer.Option(128, min=1, help="tokens to generate per answer"),
+    temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy"),
+    seed: int = typer.Option(0, help="sampling seed"),
+    dtype: str = typer.Option("auto", help="auto | bf16 | fp32"),
 ) -> None:
-    """Talk to a model in the project's prompt format (interactive, or --prompt for one shot)."""
+    """Talk to a model in the project's prompt format (interactive, or --prompt for one shot).
+
+    Each answer sees only the line you typed (the models are trained on single-turn
+    instructions); the arrow keys recall earlier lines."""
     from cai_bootstrap.engines.base import SamplingParams
     from cai_bootstrap.prompt_format import format_prompt
 
@@ -104,7 +126,12 @@ def chat(
     if prompt is not None:
         console.print(answer(prompt))
         return
-    console.print(f"[bold]{model}[/] - empty line or Ctrl-D to quit")
+    try:
+        import readline  # noqa: F401  (line editing and the arrow keys' history for console.input)
+    except ImportError:
+        pass
+    console.print(f"[bold]{model}[/] - one instruction per line (no memory of earlier turns); "
+                  "up arrow: earlier lines; empty line or Ctrl-D to quit")
     while True:
         try:
             text = console.input("[bold cyan]you>[/] ")

@@ -25,7 +25,7 @@ def run(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default runs/<curriculum>-<preset>-<time>)"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML of run settings"),
     set_: list[str] = typer.Option([], "--set", help="override a setting: KEY=VALUE (repeatable)"),
-    seed: Optional[int] = typer.Option(None),
+    seed: Optional[int] = typer.Option(None, help="run seed (default 0): data, training and held-out cases follow it"),
     stages: Optional[str] = typer.Option(None, help="comma-separated stage names to run (a prefix)"),
     engine: Optional[str] = typer.Option(None, help="transformers | openai | vllm"),
     base_url: Optional[str] = typer.Option(None, help="server for --engine openai"),

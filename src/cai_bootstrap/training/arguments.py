@@ -42,7 +42,7 @@ def trainer_args(settings: TrainSettings, output_dir: Path, bf16: bool) -> dict:
         dataloader_pin_memory=cuda,
         activation_checkpointing=settings.gradient_checkpointing,
         include_num_input_tokens_seen="non_padding",
-        report_to="none",
+        report_to=settings.report_to,
         push_to_hub=False,
         disable_tqdm=True,
         log_level="warning",

@@ -68,3 +68,6 @@ class TrainSettings(BaseModel):
     #: On CPU, score tokens with `training.lm_head.TokenChunkedLogProbs` instead of TRL's
     #: vocabulary-tiled kernel (same outputs; about 3x faster LM head on the 2-core machine).
     fast_cpu_lm_head: bool = True
+    #: Where the trainers also log (transformers' ``report_to``: "tensorboard", "wandb", a list, "all");
+    #: "none": only the run directory's own train_log.jsonl. The integration's package must be installed.
+    report_to: str | list[str] = "none"
