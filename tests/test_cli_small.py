@@ -67,3 +67,18 @@ def test_every_option_of_the_user_commands_has_help():
         params = group.commands[name].params
         assert not [p.name for p in params if getattr(p, "help", "x") in (None, "")], name
         assert not [p.secondary_opts for p in params if any(o.startswith("--no-no-") for o in p.secondary_opts or [])]
+
+
+def test_plan_defaults_to_this_machine_and_the_runs_preset(tmp_path):
+    res = runner.invoke(app, ["plan", "-p", "bogus"])
+    assert res.exit_code == 1 and "unknown preset 'bogus'" in res.output and "Traceback" not in res.output
+    import torch
+
+    expected = "cpu" if not torch.cuda.is_available() else None
+    res = runner.invoke(app, ["plan"], terminal_width=200)
+    assert res.exit_code == 0 and "skills / quick /" in res.output, res.output
+    if expected:
+        assert "skills / quick / cpu" in res.output
+    out = create_run(RunSettings(model="tiny", preset="tiny", curriculum="tasks", stages=["stage-0"]), tmp_path / "r")
+    res = runner.invoke(app, ["plan", str(out)])
+    assert res.exit_code == 0 and "tasks / tiny /" in res.output, res.output

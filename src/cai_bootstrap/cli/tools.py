@@ -78,9 +78,12 @@ def serve(
 
 @app.command()
 def plan(
-    curriculum: str = typer.Option("skills", "--curriculum", "-c"),
-    preset: str = typer.Option("full", "--preset", "-p"),
-    hardware: str = typer.Option("h100", help="h100 | a100 | cpu | measured (with --bench)"),
+    run_dir: Optional[Path] = typer.Argument(None, help="a run directory: plan its curriculum and preset"),
+    curriculum: Optional[str] = typer.Option(None, "--curriculum", "-c", help="built-in name or YAML path (default skills)"),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="tiny | quick | standard | full (default: the "
+                                         "run's, else quick)"),
+    hardware: Optional[str] = typer.Option(None, help="h100 | a100 | cpu | measured (with --bench); default: this "
+                                           "machine's (an H100 or A100 GPU, else cpu)"),
     bench_file: Optional[Path] = typer.Option(None, "--bench", help="bench.json from `cai-bootstrap bench`"),
     gpu_hour_price: float = typer.Option(1.74, help="USD per GPU hour"),
 ) -> None:
@@ -88,8 +91,30 @@ def plan(
     from cai_bootstrap.plan import plan as make_plan
     from cai_bootstrap.plan import plan_table
 
+    presets = ("tiny", "quick", "standard", "full")
     try:
+        if run_dir is not None:
+            from cai_bootstrap.pipeline.setup import load_run
+
+            _, settings, _ = load_run(run_dir)
+            curriculum, preset = curriculum or settings.curriculum, preset or settings.preset
+        curriculum, preset = curriculum or "skills", preset or "quick"
+        if preset not in presets:
+            fail(f"unknown preset {preset!r}; use one of {', '.join(presets)}")
+        hardware = hardware or ("measured" if bench_file else _detected_hardware())
         rows = make_plan(curriculum, preset, hardware, gpu_hour_price, bench_path=bench_file)
     except known_errors() as exc:
         fail(str(exc))
     console.print(plan_table(rows, title=f"plan: {curriculum} / {preset} / {hardware}"))
+
+
+def _detected_hardware() -> str:
+    """The planner's profile for this machine: its GPU when it is one the planner knows, else cpu."""
+    import torch
+
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0).lower()
+        for profile in ("h100", "a100"):
+            if profile in name:
+                return profile
+    return "cpu"
