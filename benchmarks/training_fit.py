@@ -86,6 +86,32 @@ def study_validation(spec, seed: int, used: set[str], per_family: int) -> list:
     return out
 
 
+def topic_slug(instance_id: str) -> str:
+    """``family/split/<topic>/tN`` (a round record's key adds ``@rR#J``) -> ``<topic>``."""
+    return instance_id.split("@")[0].split("/")[2]
+
+
+def novel_topic_validation(spec, seed: int, used_ids: set[str], exclude: set[str], per_family: int) -> list:
+    """Training instances whose *topic* (fact, category, greeting) no record of the stage has.
+
+    Why: the validation split shares topics with the training records (the same fact asked
+    with another template), so it also rewards memorised facts; held-out cases never share
+    a topic. Families whose every training topic was used get no case here.
+    """
+    used_topics = {topic_slug(i) for i in used_ids}
+    out = []
+    for name in spec.families:
+        pool = get_family(name).instances("train", 40 * per_family, derive_seed(seed, spec.name, "fit-novel", name))
+        fresh, seen = [], set()
+        for inst in pool:
+            slug = topic_slug(inst.id)
+            if inst.id not in exclude and slug not in used_topics and slug not in seen:
+                fresh.append(inst)
+                seen.add(slug)
+        out.extend(fresh[:per_family])
+    return out
+
+
 def wilson(passed: int, n: int, z: float = 1.96) -> tuple[float, float]:
     if n == 0:
         return (0.0, 1.0)
@@ -105,6 +131,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=3)
     ap.add_argument("--validation-per-family", type=int, default=16)
     ap.add_argument("--heldout", action="store_true", help="score each variant's best epoch on the held-out set")
+    ap.add_argument("--novel", type=int, default=0,
+                    help="also score every epoch on up to N a family training instances of topics no record has")
     args = ap.parse_args()
 
     manifest, settings, curriculum = load_run(args.run)
@@ -122,9 +150,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.json"
     results = read_json(results_path) if results_path.exists() else {}
-    results["setup"] = {"run": str(args.run), "stage": spec.name, "attempt": args.attempt, "records": len(records),
-                        "own": len(own), "replay": len(replay), "validation_cases": len(val),
-                        "parent": previous or settings.model}
+    novel = novel_topic_validation(spec, settings.seed, used, {i.id for i in val}, args.novel) if args.novel else []
+    setup = {"run": str(args.run), "stage": spec.name, "attempt": args.attempt, "records": len(records),
+             "own": len(own), "replay": len(replay), "validation_cases": len(val),
+             "parent": previous or settings.model}
+    # A resumed study keeps the validation set its cached scores were made on.
+    results["setup"] = {**setup, **results.get("setup", {}), "novel_topic_cases": len(novel)}
     print(json.dumps(results["setup"]), flush=True)
 
     for text in args.variant:
@@ -147,7 +178,7 @@ def main() -> None:
             entry["final_loss"] = result.final_losses.get("sft")
             entry["trainable_params"] = result.trainable_params
             del loaded
-        for epoch_dir in sorted(vdir.glob("epoch-*"), key=lambda p: int(p.name.split("-")[1])):
+        for epoch_dir in sorted(vdir.glob("epoch-*[0-9]"), key=lambda p: int(p.name.split("-")[1])):
             key = epoch_dir.name
             if key in entry["epochs"]:
                 continue
@@ -155,6 +186,13 @@ def main() -> None:
             entry["epochs"][key] = score
             print(name, key, f"validation {score['mean']:.1%}", flush=True)
             atomic_write_json(results_path, results)
+        for epoch_dir in sorted(vdir.glob("epoch-*[0-9]"), key=lambda p: int(p.name.split("-")[1])) if novel else []:
+            scores = entry.setdefault("novel_epochs", {})
+            if epoch_dir.name not in scores:
+                scores[epoch_dir.name] = score_weights(parent, epoch_dir, novel, vdir / f"novel-{epoch_dir.name}.jsonl",
+                                                       spec)
+                print(name, epoch_dir.name, f"novel-topic validation {scores[epoch_dir.name]['mean']:.1%}", flush=True)
+                atomic_write_json(results_path, results)
         if args.heldout and "heldout" not in entry:
             best = max(entry["epochs"], key=lambda k: (entry["epochs"][k]["mean"], -int(k.split("-")[1])))
             cases = stage_heldout(args.run, spec, settings.seed)
@@ -186,17 +224,21 @@ def write_table(results: dict, path: Path) -> None:
     setup = results["setup"]
     lines = [f"# Training fit: {setup['stage']} of {setup['run']} (records of attempt {setup['attempt']}: "
              f"{setup['records']}, validation cases: {setup['validation_cases']})", "",
-             "| variant | settings | trainable | train s | epoch | validation [95% CI] | held-out |",
-             "|---|---|---:|---:|---:|---|---|"]
+             f"Novel-topic validation cases: {setup.get('novel_topic_cases', 0)} (training instances of topics no "
+             "record has; held-out cases never share a topic with training).", "",
+             "| variant | settings | trainable | train s | epoch | validation [95% CI] | novel-topic validation | held-out |",
+             "|---|---|---:|---:|---:|---|---|---|"]
     for name, entry in results.get("variants", {}).items():
         settings = ", ".join(f"{k}={v}" for k, v in entry["settings"].items() if k not in ("save_checkpoints",))
         for key, score in entry["epochs"].items():
             held = entry.get("heldout", {})
             held_text = (f"{held['mean']:.1%} [{held['ci95'][0]:.0%}, {held['ci95'][1]:.0%}]"
                          if held.get("epoch") == key else "")
+            nov = entry.get("novel_epochs", {}).get(key)
+            nov_text = f"{nov['mean']:.1%} [{nov['ci95'][0]:.0%}, {nov['ci95'][1]:.0%}]" if nov else ""
             lines.append(f"| {name} | {settings} | {entry.get('trainable_params', '')} | "
                          f"{entry.get('train_seconds', '')} | {key.split('-')[1]} | {score['mean']:.1%} "
-                         f"[{score['ci95'][0]:.0%}, {score['ci95'][1]:.0%}] | {held_text} |")
+                         f"[{score['ci95'][0]:.0%}, {score['ci95'][1]:.0%}] | {nov_text} | {held_text} |")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
