@@ -325,3 +325,28 @@ def test_result_stored_before_a_new_default_setting_still_counts(tmp_path):
     with pytest.raises(TrainingStateMismatch):  # not at its default: a real change
         train_stage(model, tok, toy_records(), TrainSettings(**FAST, fast_cpu_lm_head=False), tmp_path,
                     progress=False)
+
+
+def test_progress_bar_never_shows_nan_loss():
+    """The Trainer logs a step's loss after that step's on_step_end: the bar says "loss -" until then."""
+    from transformers import TrainerState
+
+    from cai_bootstrap.training.callbacks import RichProgressCallback
+
+    bar = RichProgressCallback("sft")
+    state = TrainerState(max_steps=4)
+    bar.on_train_begin(None, state, None)
+    try:
+        state.global_step = 1
+        bar.on_step_end(None, state, None)
+        assert bar.info(state).startswith("loss -") and "nan" not in bar.info(state)
+        bar.on_log(None, state, None, logs={"loss": 1.25})
+        assert bar.info(state).startswith("loss 1.250")
+    finally:
+        bar.close()
+
+
+def test_training_leaks_no_transformers_future_warning(tmp_path, recwarn):
+    model, tok = build_tiny_model(seed=0)
+    train_stage(model, tok, toy_records(4), TrainSettings(epochs=1, batch_size=4, max_steps=1), tmp_path, progress=False)
+    assert not [w for w in recwarn if "is_gradient_checkpointing" in str(w.message)]

@@ -129,15 +129,22 @@ class RichProgressCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
             self._loss = logs["loss"]
+            self._update(state)  # the Trainer logs a step after its on_step_end
 
     def on_step_end(self, args, state, control, **kwargs):
+        self._update(state)
+
+    def _update(self, state) -> None:
         if self._progress is None:
             return
+        self._progress.update(self._task, completed=state.global_step, info=self.info(state))
+
+    def info(self, state) -> str:
+        """``loss 0.123  456 tok/s``; ``loss -`` until the first logged loss (never ``nan``)."""
         dt = max(time.monotonic() - self._t0, 1e-9)
         tps = ((state.num_input_tokens_seen or 0) - self._tokens0) / dt
-        self._progress.update(
-            self._task, completed=state.global_step, info=f"loss {self._loss:.3f}  {tps:,.0f} tok/s"
-        )
+        loss = "-" if math.isnan(self._loss) else f"{self._loss:.3f}"
+        return f"loss {loss}  {tps:,.0f} tok/s"
 
     def on_train_end(self, args, state, control, **kwargs):
         self.close()

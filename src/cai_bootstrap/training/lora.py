@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -84,7 +85,10 @@ def apply_lora(model: torch.nn.Module, settings: LoraSettings, *, gradient_check
                 "with quantization_config=bnb_config(settings.lora)"
             )
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-    return get_peft_model(model, lora_config(settings))
+    with warnings.catch_warnings():
+        # PEFT reads transformers 5's deprecated `is_gradient_checkpointing`: theirs to fix, noise to a user.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, lora_config(settings))
 
 
 def bf16_lora_inputs(peft_model, bf16: bool):

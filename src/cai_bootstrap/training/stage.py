@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -251,17 +252,24 @@ def _lora_inputs(trainee, settings: TrainSettings, bf16: bool):
 
 @contextlib.contextmanager
 def _quiet(enabled: bool):
-    """Silence datasets' bars, and with ``enabled`` TRL's tqdm bar too (rich shows our own progress)."""
+    """Silence datasets' bars, a transformers deprecation warning, and with ``enabled`` TRL's tqdm
+    bar too (rich shows our own progress)."""
     import datasets
 
     was = datasets.is_progress_bar_enabled()
     old_env = os.environ.get("TQDM_DISABLE")
+    caught = warnings.catch_warnings()
+    caught.__enter__()
+    # transformers 5 deprecates the property TRL and PEFT still read on every trainer start;
+    # the warning is theirs to fix and says nothing to a user of this tool.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     datasets.disable_progress_bars()  # tokenizing takes a moment; its bars are noise
     if enabled:
         os.environ["TQDM_DISABLE"] = "1"  # TRL's reference log-prob pass
     try:
         yield
     finally:
+        caught.__exit__(None, None, None)
         if was:
             datasets.enable_progress_bars()
         if enabled:
