@@ -15,7 +15,7 @@ import yaml
 from rich.console import Console
 
 from cai_bootstrap.config import PACKAGE_DIR, ConfigError, load_curriculum, load_run_settings
-from cai_bootstrap.plan import PROFILES, plan, plan_table, plan_totals, read_bench, resolve_profile
+from cai_bootstrap.plan import PROFILES, RECORD_TOKENS, plan, plan_table, plan_totals, read_bench, resolve_profile
 
 MINI = """
 name: mini
@@ -23,6 +23,8 @@ stage_defaults:
   sampling: {n: 2, max_new_tokens: 20}
   training: {epochs: 1, max_length: 256}
   options: {oversample: 2.0}
+  retry: {max_retries: 0}
+  replay: 0
 stages:
   - name: s1
     kind: explicit
@@ -60,13 +62,14 @@ def mini(tmp_path):
 def test_counts_per_stage(mini):
     rows = {r.stage: r for r in plan(str(mini), "full", "h100")}
     s1, s2, s3 = rows["s1"], rows["s2"], rows["s3"]
-    # s1: 600 examples x oversample 2 = 1200 candidates x n=2 answers x 20 tokens; eval 2 families x 5 cases.
-    assert (s1.candidates, s1.generations, s1.gen_tokens) == (1200, 2400 + 10, 48_000 + 200)
-    assert s1.train_tokens == 600 * (80 + 20)  # SFT, 1 epoch, prompt 80 + response 20 tokens
-    # s2: 800 candidates; writer 1 x 12, answerer 2 x 20, judge 2 x 8; eval s1 (10) + s2 (4) cases.
-    assert (s2.candidates, s2.generations, s2.gen_tokens) == (800, 800 * 5 + 14, 800 * 68 + 14 * 20)
-    assert s2.train_tokens == 400 * 100 + 2 * 400 * 100  # SFT + DPO (chosen and rejected)
-    # s3: 400 items; writer 1 x 10, one answer x 20, one critique x 10, 2 revisions x 20;
+    # s1: 600 examples / measured explicit yield 0.82 = 732 candidates (under the cap of oversample 2)
+    # x n=2 answers x 20 tokens; eval 2 families x 5 cases.
+    assert (s1.candidates, s1.generations, s1.gen_tokens) == (732, 1464 + 10, 732 * 40 + 200)
+    assert s1.train_tokens == 600 * RECORD_TOKENS["explicit"]  # SFT, 1 epoch, measured record length
+    # s2: 400 / 0.95 = 422 candidates; writer 1 x 12, answerer 2 x 20, judge 2 x 8; eval s1 (10) + s2 (4) cases.
+    assert (s2.candidates, s2.generations, s2.gen_tokens) == (422, 422 * 5 + 14, 422 * 68 + 14 * 20)
+    assert s2.train_tokens == 3 * 400 * RECORD_TOKENS["generation"]  # SFT + DPO (chosen and rejected)
+    # s3: 400 items (constitutional: no measured yield, default 0.25, capped at 2 x 200); writer 1 x 10, one answer x 20, one critique x 10, 2 revisions x 20;
     # eval 17 held-out cases, then 2 models x (10 AdvBench + 2 x 5 XSTest + 0 IFEval) x 16 tokens.
     assert (s3.candidates, s3.generations, s3.gen_tokens) == (400, 2000 + 17 + 40, 400 * 80 + 17 * 20 + 40 * 16)
     assert s3.train_tokens == 2 * 200 * 100
@@ -85,7 +88,8 @@ def test_hours_and_cost(mini):
     s2 = rows[1]
     assert s2.gen_hours == pytest.approx(s2.gen_tokens / h100.gen_tokens_per_s / 3600)
     # DPO adds one reference forward pass per pair (a third of a training step per token).
-    train_s = (40_000 + 80_000 + 80_000 / 3) / h100.train_tokens_per_s
+    seq = RECORD_TOKENS["generation"]
+    train_s = (400 * seq + 800 * seq + 800 * seq / 3) / h100.train_tokens_per_s
     assert s2.train_hours == pytest.approx(train_s / 3600)
     assert s2.setup_hours == pytest.approx(600 / 3600)
     assert s2.hours == pytest.approx(s2.gen_hours + s2.train_hours + s2.setup_hours)
@@ -103,7 +107,8 @@ def test_cpu_profile_has_no_cost_and_presets_scale(mini):
     full = plan(str(mini), "full", "cpu")
     assert all(r.cost is None for r in quick)
     assert plan_totals(full).gen_tokens > plan_totals(quick).gen_tokens
-    assert quick[0].gen_hours == pytest.approx(quick[0].gen_tokens / 100 / 3600)  # 100 tok/s default
+    cpu = PROFILES["cpu"]  # bench's rates x the pipeline's measured share
+    assert quick[0].gen_hours == pytest.approx(quick[0].gen_tokens / (cpu.gen_tokens_per_s * cpu.gen_share) / 3600)
 
 
 def test_yield_override(mini):
@@ -128,8 +133,9 @@ def test_measured_profile_from_bench_json(mini, tmp_path):
     profile = resolve_profile("measured", bench)
     assert profile.name == "cpu (measured)" and not profile.gpu
     rows = plan(str(mini), "quick", "cpu", bench_path=bench)
-    assert rows[0].gen_hours == pytest.approx(rows[0].gen_tokens / 260 / 3600)
-    assert rows[2].train_hours == pytest.approx(rows[2].train_tokens / 150 / 3600)
+    share = PROFILES["cpu"]  # bench's rates get the pipeline's shares, measured against bench on this machine
+    assert rows[0].gen_hours == pytest.approx(rows[0].gen_tokens / (260 * share.gen_share) / 3600)
+    assert rows[2].train_hours == pytest.approx(rows[2].train_tokens / (150 * share.train_share) / 3600)
     # The shape `cai-bootstrap bench` writes.
     real = tmp_path / "real.json"
     real.write_text(json.dumps({

@@ -8,8 +8,8 @@ Counting (per stage):
 
 * candidates = ``examples`` / expected yield (the share of candidate prompts that end as
   a kept record). Yield, first found: the caller's ``yields`` (by stage name or kind);
-  ``options.oversample`` where the stage declares it (candidates = examples x
-  oversample); the stage kind's ``default_yield`` (`stages.registry.KINDS`).
+  `MEASURED_YIELDS` (by kind); the kind's ``default_yield`` (`stages.registry.KINDS`);
+  capped at ``examples x options.oversample`` (builders stop once enough records are kept).
 * generations per candidate, by role, as the stage builders sample (options read with
   the builders' defaults): ``prompt_writer`` ``options.aux_n`` (default ``sampling.n``)
   of ``options.aux_max_new_tokens``; ``answerer`` ``sampling.n`` (the kind's
@@ -24,25 +24,30 @@ Counting (per stage):
   this stage and of every earlier stage; plus the kind's ``plan_eval_extra`` (a
   ``constitutional`` stage scores two models, before and after, on AdvBench, XSTest and
   IFEval within its ``options.benchmarks`` limits).
-* tokens to train: ``examples x epochs x`` sequence tokens, sequence = `PROMPT_TOKENS` +
-  ``max_new_tokens`` capped at ``training.max_length``; DPO pairs count twice (chosen
+* tokens to train: ``records x epochs x`` record tokens (`RECORD_TOKENS` by kind, measured;
+  else `PROMPT_TOKENS` + ``max_new_tokens`` capped at ``training.max_length``), records
+  plus ``replay`` x as many replayed from earlier stages; DPO pairs count twice (chosen
   and rejected) plus one reference forward pass per pair per stage (a third of a
   training step's cost per token); ``sft+dpo`` counts both.
 * setup: a fixed time per stage (`HardwareProfile.setup_s_per_stage`: 10 min on a GPU for
-  loading 7B models, starting vLLM, merging and saving; 1 min on the CPU).
+  loading 7B models, starting vLLM, merging and saving; none on the CPU) plus
+  ``run_overhead_s`` per training run (6.4 s on the CPU, measured).
+* retries (``retry.max_retries``, stages without rounds), counted as if every one runs: each
+  tops the kept records up to ``examples x data_multiplier^k`` (candidates within the
+  oversample cap over all attempts) and trains with ``extra_epochs`` more, then evaluates.
 * rounds of self-training (``rounds.count``), counted as if every round runs (the gate
   never passes early): per round ``rounds.instances x rounds.samples`` generations, one
   more evaluation (plus the validation split), and a training run on the first records plus
   every round's kept ones, estimated at `ROUND_KEEP_SHARE` of ``rounds.keep`` per instance.
-* not counted: gate retries (each retry multiplies the stage by
-  ``retry.data_multiplier``), model loading, merging, writing reports.
+* not counted: writing reports; gates that pass early (rounds and retries are upper bounds).
 
 Hardware profiles (`PROFILES`): the GPU ones assume a 7B base model, generation on vLLM
 and QLoRA training; they are derived from public peak figures with stated efficiencies
 (see each profile's ``source``) and are estimates, not measurements. ``cpu`` is this
-development machine with the embedded 270M model, from the measurements in the design
-notes. Pass ``bench_path`` (a JSON written by ``cai-bootstrap bench``) to replace a
-profile's rates with measured ones (see `read_bench`).
+development machine with the embedded 270M model: bench's rates and the shares fitted to a
+measured run (see `_CPU_BENCH` and below). Pass ``bench_path`` (a JSON written by ``cai-bootstrap bench``) to replace a
+profile's rates with measured ones (see `read_bench`); they get the pipeline's shares
+measured against bench on the CPU (``gen_share``, ``train_share``, ``run_overhead_s``).
 """
 
 from __future__ import annotations
@@ -68,6 +73,33 @@ _PARAMS_7B = 7.2e9
 _DECODE_BATCH, _DECODE_EFF = 64, 0.25  # concurrent sequences; share of the bandwidth roofline reached
 _TRAIN_EFF = 0.15  # model FLOP utilisation of QLoRA with gradient checkpointing
 
+# ---- the cpu profile: where each figure comes from (2-core development machine, gemma-3-270m)
+#: ``cai-bootstrap bench --quick``, 2026-12-04 (docs/performance.md), the day before runs/skills-std1:
+#: generation 287 tok/s (batch 128), LoRA SFT 204 tok/s (8 x ~128 tokens), DPO 0.553 pairs/s = 0.553 x
+#: 2 x 128 tok/s. Plan times divide by these x the shares below, so a bench of another machine
+#: (``--bench`` or the per-machine cache) keeps the pipeline's shares.
+_CPU_BENCH = (287.0, 204.0, 0.553 * 2 * 128)
+#: Fitted to runs/skills-std1 (standard preset as it ran: 3 epochs, 3 rounds; stages 1-5 in 7,563 s of
+#: stage time = 2 h 06 min wall; per stage ``state.json`` timings and ``train/attempt-*/train_result.json``),
+#: counting only the attempts that ran (stage 3 passed at its first):
+#: the plan's upper-bound generated tokens of those attempts (881,376: every generation to ``max_new_tokens``,
+#: few-shot prefill not counted), over generation + evaluation seconds (2,859 s) = 308 tok/s, / 287 -> 1.07
+#: (about 1: most generations stop early, which pays for the prefill; 190-900 tok/s by stage);
+_GEN_SHARE = 1.07
+#: trained tokens over training seconds (train_result.json: 674,034 tokens in 4,595 s -> 147 tok/s) / 204;
+_TRAIN_SHARE = 0.72
+#: the rest of ``train_s`` (4,703 s) per training run (17 runs): loading, merging, saving: 6.4 s. No other
+#: setup: the stages' timings sum to the run's wall time (7,563 s of 7,560 s).
+_RUN_OVERHEAD_S = 6.4
+#: Mean tokens of one training record (prompt + response, non-padding, as the trainer counts them) by stage
+#: kind, measured in runs/skills-std1: trained tokens / (records x epochs) over every training run of the
+#: stage. Other kinds: `PROMPT_TOKENS` + ``max_new_tokens`` (capped at ``training.max_length``).
+#: Kept / generated candidates by stage kind, measured on this machine's quick run (docs/results.md, runs/skills-q6:
+#: 92/112, 54/96, 61/64, 48/48, 23/120; revision 0.3: between that 0.19 and runs/skills-std1's first attempt, 102 of 272).
+#: Other kinds: the kind's ``default_yield``.
+MEASURED_YIELDS = {"explicit": 0.82, "implicit": 0.56, "generation": 0.95, "evaluation": 1.0, "revision": 0.3}
+RECORD_TOKENS = {"explicit": 28, "implicit": 27, "generation": 33, "evaluation": 53, "revision": 48}
+
 
 def _decode_rate(bandwidth: float) -> float:
     return round(_DECODE_BATCH * bandwidth / (2 * _PARAMS_7B) * _DECODE_EFF, -2)
@@ -89,6 +121,11 @@ class HardwareProfile:
     #: Fixed cost per stage: loading each role's model, starting engines, merging and saving adapters.
     setup_s_per_stage: float = 600.0
     source: str = ""
+    #: The pipeline's rates as shares of the profile's (bench-comparable) ones, and a fixed cost per
+    #: training run; 1, 1, 0 where the rates are already the pipeline's (the derived GPU profiles).
+    gen_share: float = 1.0
+    train_share: float = 1.0
+    run_overhead_s: float = 0.0
 
 
 PROFILES: dict[str, HardwareProfile] = {
@@ -105,10 +142,11 @@ PROFILES: dict[str, HardwareProfile] = {
         source="derived as for h100 from A100 80GB figures (2.0 TB/s, 312 TFLOP/s bf16)",
     ),
     "cpu": HardwareProfile(
-        "cpu", 100.0, 130.0, gpu=False, model="gemma-3-270m", setup_s_per_stage=60.0,
+        "cpu", *_CPU_BENCH[:2], dpo_tokens_per_s=_CPU_BENCH[2], gpu=False, model="gemma-3-270m",
+        setup_s_per_stage=0.0, gen_share=_GEN_SHARE, train_share=_TRAIN_SHARE, run_overhead_s=_RUN_OVERHEAD_S,
         source=(
-            "measured on the 2-core development CPU before optimisation (docs/DESIGN): naive bf16 generate at "
-            "batch 32 ~100 tok/s; LoRA SFT at 8x128 tokens ~130 tok/s; pass a bench JSON for current figures"
+            "rates: `cai-bootstrap bench --quick` on the 2-core development CPU (2026-12-04, docs/performance.md); "
+            "pipeline shares and overheads fitted to the measured standard run runs/skills-std1 (see plan.py)"
         ),
     ),
 }
@@ -246,6 +284,7 @@ def resolve_profile(hardware: str | HardwareProfile = "cpu", bench_path: str | P
         gen_tokens_per_s=rates.get("gen", profile.gen_tokens_per_s),
         train_tokens_per_s=rates.get("sft", profile.train_tokens_per_s),
         dpo_tokens_per_s=rates.get("dpo", profile.dpo_tokens_per_s),
+        gen_share=_GEN_SHARE, train_share=_TRAIN_SHARE, run_overhead_s=_RUN_OVERHEAD_S,  # bench's rates: the pipeline's shares
         source=f"measured: {bench_path}" + ("" if len(rates) == 3 else f" (missing ones from {profile.name})"),
     )
 
@@ -266,10 +305,9 @@ def _opt(spec: StageSpec, key: str, default: Any) -> Any:
 def _candidates(spec: StageSpec, yields: dict[str, float]) -> int:
     if spec.name in yields or spec.kind in yields:
         return math.ceil(spec.examples / yields.get(spec.name, yields.get(spec.kind)))
-    oversample = _opt(spec, "oversample", None)
-    if oversample:
-        return math.ceil(spec.examples * float(oversample))
-    return math.ceil(spec.examples / get_kind(spec.kind).default_yield)
+    expected = math.ceil(spec.examples / MEASURED_YIELDS.get(spec.kind, get_kind(spec.kind).default_yield))
+    oversample = _opt(spec, "oversample", None)  # a cap: builders stop once enough records are kept
+    return min(expected, math.ceil(spec.examples * float(oversample))) if oversample else expected
 
 
 def _generation_counts(spec: StageSpec, candidates: int) -> tuple[int, int]:
@@ -305,28 +343,44 @@ def _eval_counts(curriculum: Curriculum, index: int) -> tuple[int, int]:
     return gens + extra_gens, toks + extra_toks
 
 
-#: kept records per instance of a round, as a share of ``rounds.keep``: measured 0.70-0.76 on
-#: stage 1 of the standard preset (182, 167, 180 records of 120 instances, keep 2)
-ROUND_KEEP_SHARE = 0.73
+#: kept records per instance of a round, as a share of ``rounds.keep``: measured in runs/skills-std1
+#: (keep 2): 1,560 records kept in the 12 rounds of stages 1, 2, 4 and 5 (1,260 instances), 0.43-0.76 by stage
+ROUND_KEEP_SHARE = 0.62
 
 
-def _round_counts(spec: StageSpec) -> tuple[int, int, list[int]]:
-    """(generations, tokens) the rounds sample, and the records each training run trains on."""
-    r = spec.rounds
-    per = r.instances or spec.examples
-    gens = r.count * per * r.samples
-    kept = round(per * r.keep * ROUND_KEEP_SHARE)
-    return gens, gens * spec.sampling.max_new_tokens, [spec.examples + a * kept for a in range(r.count + 1)]
+def _attempt_counts(spec: StageSpec, yields: dict[str, float]) -> tuple[int, int, list[tuple[int, float]]]:
+    """(generations, tokens) that rounds or retries add, and (records, epochs) of every training run."""
+    r, epochs = spec.rounds, spec.training.epochs
+    if r.count:
+        per = r.instances or spec.examples
+        gens = r.count * per * r.samples
+        kept = round(per * r.keep * ROUND_KEEP_SHARE)
+        return gens, gens * spec.sampling.max_new_tokens, [(spec.examples + a * kept, epochs) for a in range(r.count + 1)]
+    gens = toks = 0
+    runs = [(spec.examples, epochs)]
+    oversample = _opt(spec, "oversample", None)
+    # measured (runs/skills-q6 stage 5): the oversample cap holds over all attempts (120 = 40 x 3 candidates)
+    left = math.ceil(spec.examples * float(oversample)) - _candidates(spec, yields) if oversample else math.inf
+    for a in range(1, spec.retry.max_retries + 1):  # a retry tops the kept records up to examples x multiplier^a
+        target = round(spec.examples * spec.retry.data_multiplier**a)
+        more = spec.model_copy(update={"examples": max(1, target - runs[-1][0])})
+        cands = min(_candidates(more, yields), left)
+        left -= cands
+        g, t = _generation_counts(more, cands) if cands > 0 else (0, 0)
+        gens, toks = gens + g, toks + t
+        runs.append((target, epochs + a * spec.retry.extra_epochs))
+    return gens, toks, runs
 
 
-def _train_counts(spec: StageSpec, records: int | None = None) -> tuple[int, int, int]:
-    """(sft tokens, dpo tokens, dpo reference tokens) of one training run on ``records`` (default: examples)."""
+def _train_counts(spec: StageSpec, records: int, epochs: float, replay: bool) -> tuple[int, int, int]:
+    """(sft tokens, dpo tokens, dpo reference tokens) of one training run on ``records`` kept records
+    (plus ``spec.replay`` x as many replayed ones where earlier stages exist)."""
     t = spec.training
-    seq = min(t.max_length, PROMPT_TOKENS + spec.sampling.max_new_tokens)
-    per_epoch = (spec.examples if records is None else records) * seq
-    sft = round(per_epoch * t.epochs) if "sft" in t.method else 0
-    dpo = round(2 * per_epoch * t.epochs) if "dpo" in t.method else 0
-    ref = 2 * per_epoch if "dpo" in t.method else 0
+    seq = RECORD_TOKENS.get(spec.kind) or min(t.max_length, PROMPT_TOKENS + spec.sampling.max_new_tokens)
+    per_epoch = records * (1 + (spec.replay if replay else 0.0)) * seq
+    sft = round(per_epoch * epochs) if "sft" in t.method else 0
+    dpo = round(2 * per_epoch * epochs) if "dpo" in t.method else 0
+    ref = round(2 * per_epoch) if "dpo" in t.method else 0
     return sft, dpo, ref
 
 
@@ -356,22 +410,23 @@ def plan(
         candidates = _candidates(spec, yields)
         gens, gen_toks = _generation_counts(spec, candidates)
         eval_gens, eval_toks = _eval_counts(cur, index)
-        round_gens, round_toks, runs = _round_counts(spec)
+        more_gens, more_toks, runs = _attempt_counts(spec, yields)
         evaluations = len(runs)  # one evaluation (and validation pass) per training run
         val_cases = spec.validation * max(1, len(spec.families))
         eval_gens += val_cases
         eval_toks += val_cases * spec.sampling.max_new_tokens
-        gens, gen_toks = gens + round_gens + evaluations * eval_gens, gen_toks + round_toks + evaluations * eval_toks
+        gens, gen_toks = gens + more_gens + evaluations * eval_gens, gen_toks + more_toks + evaluations * eval_toks
         sft = dpo = ref = 0
-        for records in runs:
-            s_, d_, r_ = _train_counts(spec, records)
+        for records, epochs in runs:
+            s_, d_, r_ = _train_counts(spec, records, epochs, replay=index > 0)
             sft, dpo, ref = sft + s_, dpo + d_, ref + r_
-        gen_h = gen_toks / profile.gen_tokens_per_s / 3600
-        train_s = sft / profile.train_tokens_per_s
+        gen_h = gen_toks / (profile.gen_tokens_per_s * profile.gen_share) / 3600
+        train_rate = profile.train_tokens_per_s * profile.train_share
+        train_s = sft / train_rate
         if dpo:
-            train_s += dpo / dpo_rate if dpo_rate else (dpo + ref / 3) / profile.train_tokens_per_s
+            train_s += dpo / (dpo_rate * profile.train_share) if dpo_rate else (dpo + ref / 3) / train_rate
         train_h = train_s / 3600
-        setup_h = profile.setup_s_per_stage / 3600
+        setup_h = (profile.setup_s_per_stage + len(runs) * profile.run_overhead_s) / 3600
         hours = gen_h + train_h + setup_h
         rows.append(PlanRow(
             stage=spec.name, kind=spec.kind, method=spec.training.method, examples=spec.examples,

@@ -32,9 +32,11 @@ def bench(
     train_seq_len: int = typer.Option(128, help="approximate tokens per training example"),
     stage: bool = typer.Option(False, help="also time one quick-preset stage end to end"),
     out: Path = typer.Option(Path("bench.json"), "--out", "-o", help="JSON results"),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="also keep the result as this machine's rates for "
+                               "`plan` (under the model cache, per machine and model)"),
 ) -> None:
     """Measure generation, SFT and DPO throughput vs naive baselines and the roofline."""
-    from cai_bootstrap.bench import BenchSettings, bench_table, run_bench, save
+    from cai_bootstrap.bench import BenchSettings, bench_table, run_bench, save, save_cached
 
     settings = BenchSettings(model=model, quick=quick, gen_batch_size=gen_batch_size, new_tokens=new_tokens,
                              train_batch_size=train_batch_size, train_seq_len=train_seq_len, stage=stage)
@@ -45,6 +47,8 @@ def bench(
     save(result, out)
     console.print(bench_table(result))
     console.print(f"wrote {out}")
+    if cache:
+        console.print(f"cached for plan: {save_cached(result)}")
 
 
 @app.command()
@@ -92,20 +96,30 @@ def plan(
     from cai_bootstrap.plan import plan_table
 
     presets = ("tiny", "quick", "standard", "full")
+    model = "gemma-3-270m"  # whose cached bench is used: the run's model, else the default
     try:
         if run_dir is not None:
             from cai_bootstrap.pipeline.setup import load_run
 
             _, settings, _ = load_run(run_dir)
             curriculum, preset = curriculum or settings.curriculum, preset or settings.preset
+            model = settings.model
         curriculum, preset = curriculum or "skills", preset or "quick"
         if preset not in presets:
             fail(f"unknown preset {preset!r}; use one of {', '.join(presets)}")
+        rates = f"measured by bench: {bench_file}" if bench_file else "built-in profile"
+        if bench_file is None and hardware is None:
+            from cai_bootstrap.bench import load_cached
+
+            cached = load_cached(model)
+            if cached:
+                bench_file, rates = cached[0], f"measured by bench on {str(cached[1].get('date', '?'))[:10]} ({cached[0]})"
         hardware = hardware or ("measured" if bench_file else _detected_hardware())
         rows = make_plan(curriculum, preset, hardware, gpu_hour_price, bench_path=bench_file)
     except known_errors() as exc:
         fail(str(exc))
     console.print(plan_table(rows, title=f"plan: {curriculum} / {preset} / {hardware}"))
+    console.print(f"rates: {rates}")
 
 
 def _detected_hardware() -> str:
