@@ -55,7 +55,8 @@ class RoundSettings(Strict):
     instances ``samples`` times each; the families' verifiers keep up to ``keep`` distinct
     passing answers per instance; the stage trains again, from its parent, on the union
     of every round's records. Repeats until the gate passes or ``count`` rounds are spent.
-    Rounds take the place of retries: a stage with rounds does not retry.
+    Rounds take the place of retries: a stage with rounds does not retry. With ``reuse``, a
+    family whose fresh instances run out answers its first training's instances again.
     """
 
     count: int = Field(0, ge=0, description="self-training rounds after the first training (0: none)")
@@ -63,6 +64,10 @@ class RoundSettings(Strict):
     samples: int = Field(8, ge=1, description="answers sampled per instance by the stage's own model")
     keep: int = Field(2, ge=1, description="distinct passing answers kept per instance")
     temperature: float = Field(0.8, ge=0.0)
+    reuse: bool = Field(
+        False, description="when a family has too few fresh training instances for a round, answer its first "
+        "training's instances again (ReST-EM samples the same problems every iteration); for small seed banks",
+    )
 
 
 class SafetyGate(Strict):

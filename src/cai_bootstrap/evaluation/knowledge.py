@@ -10,7 +10,8 @@ carries a question, the same in question form (three hand-written question-answe
 then "Question: Which colour is a cloud?\nAnswer:"), because some sentences alone are
 ambiguous ("A cloud is" -> "a small ball of water"). A fact is ``known`` when any
 continuation starts with an accepted answer, as Gekhman et al. call a fact unknown when
-the model is never right.
+the model is never right. A case whose fact has a question but no sentence (``factual_qa``)
+is probed in question form only.
 
 Results are cached per fact in ``<run>/knowledge/<model>.jsonl`` (one probe per fact per
 run), and a stage's held-out score is reported apart for known and unknown facts.
@@ -59,8 +60,10 @@ def fact_of(instance: Instance) -> tuple[str, str, list[str]] | None:
     """(fact id, cloze prefix, accepted answers) of a fact-bearing case, else None."""
     ref = instance.reference
     sentence, answers = ref.get("sentence"), ref.get("answers") or []
-    if not sentence or not answers or "category" not in ref:
+    if not answers or "category" not in ref:
         return None
+    if not sentence:  # a question without a fact sentence (factual_qa): probed in question form only
+        return (f"{ref['category']}/{ref.get('key')}", "", list(answers)) if ref.get("question") else None
     for answer in answers:
         at = sentence.lower().find(answer.lower())
         if at > 0:
@@ -90,7 +93,8 @@ def probe_facts(
                 questions.setdefault(fact[0], inst.reference["question"])
     if todo:
         ids = list(todo)
-        cloze = ["\n".join(DEMOS) + "\n" + todo[i][0] for i in ids]
+        cloze_ids = [i for i in ids if todo[i][0]]  # a question-only fact has no cloze prefix
+        cloze = ["\n".join(DEMOS) + "\n" + todo[i][0] for i in cloze_ids]
         qa_demos = "".join(f"Question: {q}\nAnswer: {a}\n" for q, a in QA_DEMOS)
         qa_ids = [i for i in ids if i in questions]
         qa = [qa_demos + f"Question: {questions[i]}\nAnswer:" for i in qa_ids]
@@ -102,11 +106,16 @@ def probe_facts(
                 for name, prompts, params in (("cloze, sampled", cloze, sample), ("cloze, greedy", cloze, greedy),
                                               ("question, sampled", qa, sample), ("question, greedy", qa, greedy))}
         qa_at = {fact_id: n for n, fact_id in enumerate(qa_ids)}
+        cloze_at = {fact_id: n for n, fact_id in enumerate(cloze_ids)}
         cache.parent.mkdir(parents=True, exist_ok=True)
         with JsonlAppender(cache) as out:
-            for n, fact_id in enumerate(ids):
+            for fact_id in ids:
                 prefix, answers = todo[fact_id]
-                samples, greedy_out = list(outs["cloze, sampled"][n]), [outs["cloze, greedy"][n][0]]
+                samples: list[str] = []
+                greedy_out: list[str] = []
+                if fact_id in cloze_at:
+                    samples += outs["cloze, sampled"][cloze_at[fact_id]]
+                    greedy_out.append(outs["cloze, greedy"][cloze_at[fact_id]][0])
                 if fact_id in qa_at:
                     samples += outs["question, sampled"][qa_at[fact_id]]
                     greedy_out.append(outs["question, greedy"][qa_at[fact_id]][0])

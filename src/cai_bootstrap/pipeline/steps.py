@@ -73,7 +73,7 @@ def build_data(job: StageJob, resolve: Callable[[str], str], self_name: str | No
     )
     try:
         if rounds.is_round(spec, job.attempt):
-            stats = rounds.build_round(ctx, job.attempt)
+            stats = rounds.build_round(ctx, job.attempt, get_kind(spec.kind))
             atomic_write_json(job.paths.eval / f"round-{job.attempt}.json", stats)
             job.console.print(
                 f"{spec.name}: round {job.attempt}: {stats['kept']} records kept from {stats['instances']} fresh "

@@ -31,7 +31,7 @@ from cai_bootstrap.runs.layout import StagePaths
 from cai_bootstrap.runs.pool import ModelPool
 from cai_bootstrap.stages.context import StageContext
 from cai_bootstrap.stages.heldout_sets import PROBE_FILE, stage_heldout
-from cai_bootstrap.tasks.base import Instance
+from cai_bootstrap.tasks.base import Instance, TaskFamily
 
 
 @dataclass
@@ -214,6 +214,16 @@ class StageKind:
             "replay": replay(int(round(spec.replay * len(own)))),
             **self.extra_records(spec, paths, len(own), seed),
         }
+
+    def round_first_pool(self, ctx: StageContext) -> list[tuple[TaskFamily, Instance]] | None:
+        """Self-training rounds: the first training's candidate instances, which a round never
+        counts as fresh (None: the skill builders' `candidates.train_pool`)."""
+        return None
+
+    def round_sampling(self, ctx: StageContext, family: TaskFamily) -> dict[str, Any]:
+        """Self-training rounds: sampling overrides for ``family``'s instances (its token need,
+        top-k, ...); instances with equal overrides share a generate call. Default: none."""
+        return {}
 
     def gate_label(self, spec: StageSpec) -> str:
         """The gate as a table shows it."""

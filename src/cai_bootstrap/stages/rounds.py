@@ -14,6 +14,10 @@ stage model was trained on exactly that format, so it needs no demonstrations.
 
 Fresh means: never in the first training's candidate pool, never in an earlier round, never
 of a validation topic (`stages.validation`), and (as every train instance) never a held-out case.
+A stage with ``rounds.reuse`` (small seed banks: the `tasks` curriculum) answers its first
+training's instances again once a family's fresh ones run out, as ReST-EM does every iteration.
+Kinds other than the skill builders name their first pool and per-family sampling through
+`StageKind.round_first_pool` and `StageKind.round_sampling` (the ``task`` kind does).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from cai_bootstrap.engines.base import SamplingParams
 from cai_bootstrap.prompt_format import format_prompt
 from cai_bootstrap.stages import candidates as C
 from cai_bootstrap.stages.context import StageContext, derive_seed
+from cai_bootstrap.stages.kind import StageKind
 from cai_bootstrap.stages.validation import topic_key, validation_topics
 from cai_bootstrap.tasks.bank import round_robin
 from cai_bootstrap.tasks.base import Instance, TaskFamily
@@ -41,9 +46,19 @@ def per_round(spec: StageSpec) -> int:
     return spec.rounds.instances or spec.examples
 
 
-def round_instances(ctx: StageContext, round_index: int) -> list[tuple[TaskFamily, Instance]]:
-    """The round's fresh training instances (deterministic: the same on resume)."""
-    first_pool = C.train_pool(ctx.for_attempt(0))
+def round_instances(
+    ctx: StageContext, round_index: int, kind: StageKind | None = None,
+) -> list[tuple[TaskFamily, Instance]]:
+    """The round's fresh training instances (deterministic: the same on resume).
+
+    ``kind.round_first_pool`` names the first training's instances (default: the skill
+    builders' `candidates.train_pool`). With ``rounds.reuse`` a family's fresh instances are
+    followed by its first-pool instances, over and over, so a small seed bank still fills
+    every round (no instance twice in one round).
+    """
+    first_pool = (kind.round_first_pool(ctx.for_attempt(0)) if kind is not None else None)
+    if first_pool is None:
+        first_pool = C.train_pool(ctx.for_attempt(0))
     used = {inst.id for _, inst in first_pool}
     held = validation_topics(ctx.spec, ctx.settings.seed)
     want = per_round(ctx.spec) * round_index  # rounds 1..r take consecutive slices of one fresh list
@@ -53,25 +68,43 @@ def round_instances(ctx: StageContext, round_index: int) -> list[tuple[TaskFamil
         draw = len(first_pool) + want + len(used) + (want if held else 0)
         fresh = [i for i in fam.instances("train", draw, derive_seed(seed, fam.name))
                  if i.id not in used and topic_key(i) not in held]
+        if ctx.spec.rounds.reuse:
+            again = [i for f, i in first_pool if f.name == fam.name and "#" not in i.id and topic_key(i) not in held]
+            if again:
+                fresh += again * (want // len(again) + 1)
         per_family.append([(fam, i) for i in fresh])
-    ordered = round_robin(per_family)
-    return ordered[per_round(ctx.spec) * (round_index - 1) : want]
+    ordered = round_robin(per_family)[per_round(ctx.spec) * (round_index - 1) : want]
+    seen: set[str] = set()
+    return [(f, i) for f, i in ordered if not (i.id in seen or seen.add(i.id))]
 
 
-def build_round(ctx: StageContext, round_index: int) -> dict:
-    """Write round ``round_index``'s records; return its statistics (pass@k on fresh instances)."""
+def build_round(ctx: StageContext, round_index: int, kind: StageKind | None = None) -> dict:
+    """Write round ``round_index``'s records; return its statistics (pass@k on fresh instances).
+
+    ``kind.round_sampling`` may set per-family sampling (a family's token need); instances
+    with equal settings are generated together."""
     spec, opts = ctx.spec, ctx.spec.rounds
-    items = round_instances(ctx, round_index)
+    items = round_instances(ctx, round_index, kind)
     model = ctx.engine("self")
     stats = {"round": round_index, "instances": len(items), "with_pass": 0, "kept": 0, "samples": opts.samples}
     for _, chunk, seed in ctx.chunks(items, lambda item: [round_key(item[1].id, round_index, 0)], until_enough=False):
-        params = ctx.sampling(seed=seed, n=opts.samples, temperature=opts.temperature)
-        prompts = [format_prompt(inst.instruction) for _, inst in chunk]
-        outputs = model.generate(prompts, params, desc=f"{spec.name} round {round_index}")
-        for (fam, inst), prompt, samples in zip(chunk, prompts, outputs):
-            result = C.pick(samples, lambda s, fam=fam, inst=inst: fam.verify(inst, s))
-            for record in round_records(ctx, fam, inst, result, prompt, params, round_index):
-                ctx.sink.write(record)
+        groups: dict[str, list[int]] = {}
+        extra: dict[str, dict] = {}
+        for k, (fam, _) in enumerate(chunk):
+            over = kind.round_sampling(ctx, fam) if kind is not None else {}
+            key = repr(sorted(over.items()))
+            groups.setdefault(key, []).append(k)
+            extra[key] = over
+        for key, idx in groups.items():
+            group_seed = seed if not extra[key] else derive_seed(seed, key)
+            params = ctx.sampling(seed=group_seed, n=opts.samples, temperature=opts.temperature, **extra[key])
+            part = [chunk[k] for k in idx]
+            prompts = [format_prompt(inst.instruction) for _, inst in part]
+            outputs = model.generate(prompts, params, desc=f"{spec.name} round {round_index}")
+            for (fam, inst), prompt, samples in zip(part, prompts, outputs):
+                result = C.pick(samples, lambda s, fam=fam, inst=inst: fam.verify(inst, s))
+                for record in round_records(ctx, fam, inst, result, prompt, params, round_index):
+                    ctx.sink.write(record)
     for rec in ctx.sink.records():
         if rec.get("round") == round_index:
             stats["kept"] += int(bool(rec.get("kept")))

@@ -58,6 +58,7 @@ from cai_bootstrap.stages.task_prompts import (
     task_options,
     verify_critique,
 )
+from cai_bootstrap.stages.validation import topic_key, validation_topics
 from cai_bootstrap.tasks import get_family
 from cai_bootstrap.tasks.bank import round_robin
 from cai_bootstrap.tasks.base import Instance, TaskFamily, Verdict
@@ -89,6 +90,7 @@ def stage_families(ctx: StageContext, opts: TaskOptions) -> list[TaskFamily]:
 
 def plan(ctx: StageContext, opts: TaskOptions, fams: Sequence[TaskFamily]) -> list[tuple[TaskFamily, Instance]]:
     """Train cases of every family, interleaved; prefix-stable, so a retry extends the list.
+    No case shares a topic with the validation split (``spec.validation``, `stages.validation`).
 
     A family whose train material is smaller than its share of the plan repeats its
     cases (new samples, key suffix ``#p1``, ``#p2``, ...) up to ``max_passes`` times.
@@ -96,9 +98,11 @@ def plan(ctx: StageContext, opts: TaskOptions, fams: Sequence[TaskFamily]) -> li
     n = max(1, round(ctx.target_examples * opts.oversample))
     per_family = math.ceil(n / len(fams))
     seed = derive_seed(ctx.settings.seed, ctx.spec.name, "plan")
+    held = validation_topics(ctx.spec, ctx.settings.seed)  # the validation split's topics: never trained on
     lists = []
     for f in fams:
-        base = f.instances("train", per_family, derive_seed(seed, f.name))
+        draw = per_family + (per_family + len(held) if held else 0)
+        base = [i for i in f.instances("train", draw, derive_seed(seed, f.name)) if topic_key(i) not in held][:per_family]
         cases = [(f, i) for i in base]
         for p in range(1, opts.max_passes):
             if len(cases) >= per_family or not base:
@@ -341,9 +345,20 @@ class TaskStage(StageKind):
     roles = ("answerer", "critic", "reviser")
     options_model = TaskOptions
     default_yield = 0.6
+    #: rounds (`stages.rounds`): the stage model answers training instances zero-shot, the task
+    #: verifiers keep passing answers; the validation split is carved by topic from `plan`'s pool
+    supports_rounds = True
 
     def build(self, ctx: StageContext) -> None:
         build(ctx)
+
+    def round_first_pool(self, ctx: StageContext) -> list[tuple[TaskFamily, Instance]]:
+        opts = task_options(ctx)
+        return plan(ctx, opts, stage_families(ctx, opts))
+
+    def round_sampling(self, ctx: StageContext, family: TaskFamily) -> dict:
+        """The family's token need (as the first data's answerer gets it) and the stage's top-k."""
+        return {"max_new_tokens": _token_cap(ctx, family), "top_k": task_options(ctx).top_k}
 
     def plan_options(self, spec: StageSpec) -> dict:
         """The options as written: the planner counts a task stage's yield from ``default_yield``

@@ -41,6 +41,8 @@ class FactualQA(TaskTypeFamily):
         ref = {
             "question": item["q"], "answers": answers, "wrong": [str(w) for w in item.get("wrong", [])],
             "ref": str(item.get("s") or f"{item['a']}."),
+            # the fact asked, for the known-facts probe (evaluation/knowledge.py: question form)
+            "category": f"factual_qa/{item.get('cat', '')}", "key": self.item_id(item),
         }
         return template.format(q=item["q"]), ref, item["q"]
 
@@ -123,7 +125,7 @@ class Explanation(TaskTypeFamily):
 
     name = "explanation"
     description = "Explain a concept or process"
-    max_new_tokens = 96
+    max_new_tokens = 128  # the verifier's longest answer without truncation (issue 21)
     rubric = "Check whether the explanation is correct, names the key ideas, and is clear and to the point."
 
     def groups(self, split: Split) -> list[list[Any]]:

@@ -42,7 +42,7 @@ class CreativeWriting(TaskTypeFamily):
 
     name = "creative_writing"
     description = "Write a short poem, title or story with form constraints"
-    max_new_tokens = 80
+    max_new_tokens = 128  # the verifier's longest answer without truncation (issue 21)
     rubric = "Check whether the text follows the requested form exactly (number of lines or sentences, required word or name) and stays on the subject."
 
     def templates(self, split: Split) -> list[str]:
@@ -181,7 +181,7 @@ class Advice(TaskTypeFamily):
 
     name = "advice"
     description = "Give practical advice for an everyday situation"
-    max_new_tokens = 96
+    max_new_tokens = 128  # the verifier's longest answer without truncation (issue 21)
     rubric = "Check whether the advice is practical, specific to the situation and gives concrete steps, without refusing or lecturing."
 
     def groups(self, split: Split) -> list[list[Any]]:

@@ -1,0 +1,149 @@
+"""Rounds of self-training, the validation split and the known-facts probe on `tasks` stages
+(tiny model, real pipeline; the skills version is tests/test_rounds.py, whose helpers these reuse)."""
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from cai_bootstrap.config import RunSettings
+from cai_bootstrap.evaluation.heldout import heldout_instances
+from cai_bootstrap.evaluation.knowledge import fact_of
+from cai_bootstrap.jsonl import read_json, read_jsonl
+from cai_bootstrap.stages import rounds
+from cai_bootstrap.stages import task_stage as T
+from cai_bootstrap.stages.context import RecordSink, StageContext
+from cai_bootstrap.stages.registry import get_kind, load_curriculum
+from cai_bootstrap.stages.task_prompts import task_options
+from cai_bootstrap.stages.validation import topic_key, validation_ids, validation_topics
+from cai_bootstrap.tasks.types import TASK_TYPES
+from tests.test_rounds import _cli, _run_to_end
+
+# stage-0 (factual_qa, sft+dpo at tiny: the DPO phase trains on round records too), 2 small rounds
+ROUNDS = ("stage_overrides={stage-0: {rounds: {count: 2, instances: 4, samples: 2, keep: 2, reuse: true}, "
+          "validation: 1, heldout_known: true, heldout: 3}}")
+ARGS = ("run", "--curriculum", "tasks", "--preset", "tiny", "--stages", "stage-0", "--no-progress", "--set", ROUNDS)
+
+
+@pytest.fixture(scope="module")
+def task_rounds_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("task-rounds") / "run"
+    _run_to_end(*ARGS, "--out", str(out))
+    return out
+
+
+def _ctx(tmp_path: Path, overrides: dict) -> StageContext:
+    spec = load_curriculum("tasks", "tiny", overrides).stages[0]
+    return StageContext(spec=spec, settings=RunSettings(curriculum="tasks", preset="tiny"), stage_dir=tmp_path,
+                        sink=RecordSink(tmp_path / "data.jsonl"), engine_for=lambda role: None,
+                        role_name=lambda role: role, console=Console(quiet=True))
+
+
+def test_task_rounds_write_records_named_by_round_and_model(task_rounds_run):
+    rows = read_jsonl(task_rounds_run / "stage-0" / "data.jsonl")
+    by_round = {r: [row for row in rows if (row.get("round") or 0) == r] for r in (0, 1, 2)}
+    assert all(by_round.values()), {r: len(v) for r, v in by_round.items()}
+    for r in (1, 2):
+        assert {row["instance"] for row in by_round[r]}.__len__() == 4
+        for row in by_round[r]:
+            assert row["family"] == "factual_qa"
+            assert row["round_model"] == {"stage": "stage-0", "attempt": r - 1,
+                                          "adapter": f"stage-0/train/attempt-{r - 1}/adapter"}
+            assert row["key"].startswith(row["instance"] + f"@r{r}#")
+            for side in ("chosen", "rejected"):
+                prov = row["provenance"].get(side)
+                if prov and prov.get("by") != "seed":
+                    assert prov["by"] == "stage-0" and prov["model_attempt"] == r - 1
+    metrics = read_json(task_rounds_run / "stage-0" / "metrics.json")
+    assert [h["attempt"] for h in metrics["history"]] == [0, 1, 2]
+    assert all(h["validation"] is not None for h in metrics["history"])
+    assert [s["round"] for s in metrics["rounds"]] == [1, 2]
+    # each round retrained from the parent (the base) on the union, SFT then DPO (tiny stage 0)
+    for attempt in (0, 1, 2):
+        assert (task_rounds_run / "stage-0" / "train" / f"attempt-{attempt}" / "adapter").is_dir()
+    lineage = read_json(task_rounds_run / "stage-0" / "model" / "lineage.json")
+    assert lineage["adapters"] == ["stage-0/model/adapter"] and lineage["trained_from"] == "base"
+
+
+def test_task_validation_split_never_overlaps_training_topics_or_heldout(task_rounds_run, tmp_path):
+    spec = load_curriculum("tasks", "tiny", {"stage-0": {"validation": 1}}).stages[0]
+    topics = validation_topics(spec, 0)
+    assert len(topics) == len(validation_ids(spec, 0)) == 1
+    rows = read_jsonl(task_rounds_run / "stage-0" / "data.jsonl")
+    trained = {row["topic"] for row in rows if not row.get("round")}
+    ctx = _ctx(tmp_path, {"stage-0": {"rounds": {"count": 2, "instances": 4, "reuse": True}, "validation": 1}})
+    round_topics = {topic_key(i) for r in (1, 2) for _, i in rounds.round_instances(ctx, r, get_kind("task"))}
+    assert trained and not {f"factual_qa:{t}" for t in trained} & topics and not round_topics & topics
+    held = {i.id for i in heldout_instances(spec.families, 60, 0)}
+    assert not validation_ids(spec, 0) & held
+
+
+def test_task_plan_and_rounds_leave_validation_topics_out_for_every_task_type(tmp_path):
+    overrides = {"stage-2": {"validation": 4, "examples": 40, "rounds": {"count": 2, "instances": 40, "reuse": True}}}
+    spec = load_curriculum("tasks", "tiny", overrides).stages[2]
+    ctx = StageContext(spec=spec, settings=RunSettings(curriculum="tasks", preset="tiny"), stage_dir=tmp_path,
+                       sink=RecordSink(tmp_path / "data.jsonl"), engine_for=lambda role: None,
+                       role_name=lambda role: role, console=Console(quiet=True))
+    held = validation_topics(spec, 0)
+    assert len(held) == 4 * len(TASK_TYPES)
+    first = T.plan(ctx, task_options(ctx), T.stage_families(ctx, task_options(ctx)))
+    assert first and not {topic_key(i) for _, i in first} & held
+    for r in (1, 2):
+        items = rounds.round_instances(ctx, r, get_kind("task"))
+        ids = [i.id for _, i in items]
+        assert len(ids) == len(set(ids)) == 40  # reuse fills every round, never an instance twice in one
+        assert not {topic_key(i) for _, i in items} & held
+
+
+def test_kill_mid_task_round_then_resume_loses_and_duplicates_nothing(tmp_path, task_rounds_run):
+    out = tmp_path / "run"
+    proc = _cli(*ARGS, "--out", str(out))
+    data = out / "stage-0" / "data.jsonl"
+    t0 = time.time()
+    while not (data.exists() and '"round": 1' in data.read_text()):
+        assert proc.poll() is None, "run finished before the kill point"
+        assert time.time() - t0 < 300, "kill point never reached"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _run_to_end("resume", str(out), "--no-progress")
+    got = read_jsonl(data)
+    want = {r["key"]: r for r in read_jsonl(task_rounds_run / "stage-0" / "data.jsonl")}
+    keys = [r["key"] for r in got]
+    assert len(keys) == len(set(keys)), "duplicate records after resume"
+    assert sorted(keys) == sorted(want), "records lost or extra after resume"
+    for r in got:
+        assert r["chosen"] == want[r["key"]]["chosen"] and r["kept"] == want[r["key"]]["kept"]
+
+
+def test_factual_qa_heldout_known_probes_questions(task_rounds_run):
+    plan = read_json(task_rounds_run / "knowledge" / "heldout.json")["stage-0"]
+    assert plan["cases"] == 3 and plan["facts_probed"] >= 3
+    probes = read_jsonl(task_rounds_run / "knowledge" / "base.jsonl")
+    assert probes and all(p["question"] and p["prefix"] == "" for p in probes)  # question form only
+    assert all(fact_of(i) for i in heldout_instances(["factual_qa"], 30, 0))
+    metrics = read_json(task_rounds_run / "stage-0" / "metrics.json")
+    split = metrics["heldout_by_knowledge"]
+    assert split["known"]["n"] + split["unknown"]["n"] == 3 and split["no_fact"]["n"] == 0
+
+
+def test_tasks_standard_preset_has_the_specification_counts():
+    cur = load_curriculum("tasks", "standard")
+    s0, s1, s2, s3 = cur.stages
+    assert s0.families == ["factual_qa"] and s0.examples >= 300
+    assert len(s1.families) == 3 and s1.examples >= 200 * 3 and s1.options["max_family_share"] * s1.examples >= 200
+    assert len(s2.families) == 10 and s2.examples >= 100 * 10 and s2.options["max_family_share"] * s2.examples >= 100
+    for s in (s0, s1, s2):
+        assert s.rounds.count >= 2 and s.rounds.reuse and s.retry.max_retries == 0
+        assert s.validation >= 4 and s.heldout >= 30 and s.heldout_known
+        assert s.sampling.max_new_tokens >= max(T.family_by_name(f).max_new_tokens for f in s.families)
+        # every task type has at least `heldout` distinct held-out cases
+        for fam in s.families:
+            assert len({i.id for i in T.family_by_name(fam).instances("heldout", s.heldout, 0)}) == s.heldout
+    assert s0.training.method == "sft"  # the stage-0 DPO phase is an option (see tasks.yaml)
+    assert s3.kind == "constitutional" and s3.rounds.count == 0 and s3.validation == 0
+    # the quick preset is unchanged by it: no rounds, no validation split
+    quick = load_curriculum("tasks", "quick").stages
+    assert all(s.rounds.count == 0 and s.validation == 0 and not s.heldout_known for s in quick)
