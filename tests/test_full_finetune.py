@@ -11,20 +11,16 @@ from safetensors.torch import load_file
 
 from cai_bootstrap.models.loading import merge_adapters
 from cai_bootstrap.models.tiny import build_tiny_model
-from cai_bootstrap.models.weights import FULL_WEIGHTS_FILE, has_trained_weights, is_full_weights
+from cai_bootstrap.models.weights import (
+    FULL_WEIGHTS_FILE,
+    has_trained_weights,
+    is_full_weights,
+)
 from cai_bootstrap.prompt_format import format_prompt
 from cai_bootstrap.training import TrainSettings, train_stage
-from tests.test_training import KillAt, read_log, state_copy, toy_records
+from tests.test_training import KillAt, one_thread, read_log, state_copy, toy_records  # noqa: F401 (autouse fixture)
 
-FULL = dict(finetune="full", learning_rate=1e-3, epochs=2, batch_size=4, save_steps=2, seed=0)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+FULL = {"finetune": "full", "learning_rate": 1e-3, "epochs": 2, "batch_size": 4, "save_steps": 2, "seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +119,6 @@ def test_full_sft_then_dpo_references_the_sft_result(tmp_path):
     settings = TrainSettings(**{**FULL, "method": "sft+dpo", "dpo_learning_rate": 1e-4})
     result = train_stage(model, tok, toy_records(), settings, tmp_path, progress=False)
     assert result.phases == ["sft", "dpo"]
-    first_dpo = [r for r in read_log(tmp_path) if r["phase"] == "dpo"][0]
+    first_dpo = next(r for r in read_log(tmp_path) if r["phase"] == "dpo")
     assert first_dpo["rewards/chosen"] == pytest.approx(0.0, abs=1e-4)
     assert first_dpo["loss"] == pytest.approx(0.6931, abs=1e-3)

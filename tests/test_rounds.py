@@ -10,11 +10,16 @@ from pathlib import Path
 import pytest
 
 from cai_bootstrap.config import ConfigError
+from cai_bootstrap.evaluation.heldout import heldout_instances
 from cai_bootstrap.jsonl import read_json, read_jsonl
 from cai_bootstrap.stages.registry import load_curriculum
-from cai_bootstrap.stages.validation import topic_key, validation_ids, validation_instances, validation_topics
+from cai_bootstrap.stages.validation import (
+    topic_key,
+    validation_ids,
+    validation_instances,
+    validation_topics,
+)
 from cai_bootstrap.tasks import get_family
-from cai_bootstrap.evaluation.heldout import heldout_instances
 
 ROUNDS = "stage_overrides={stage-1: {rounds: {count: 2, instances: 4, samples: 2, keep: 2}, validation: 1}}"
 ARGS = ("run", "--preset", "tiny", "--stages", "stage-1", "--no-progress", "--set", ROUNDS)
@@ -122,9 +127,14 @@ def test_rounds_on_a_kind_without_rounds_or_with_retries_is_a_config_error():
 
 
 def test_kill_mid_round_then_resume_loses_and_duplicates_nothing(tmp_path, rounds_run):
-    out = tmp_path / "run"
-    proc = _cli(*ARGS, "--out", str(out))
-    data = out / "stage-1" / "data.jsonl"
+    kill_mid_round_then_resume(ARGS, tmp_path / "run", "stage-1", rounds_run)
+
+
+def kill_mid_round_then_resume(args: tuple, out, stage: str, reference_run) -> None:
+    """kill -9 a run once its first round record is written, resume it, and compare every record
+    with the uninterrupted ``reference_run``: none lost, none twice, the same answers kept."""
+    proc = _cli(*args, "--out", str(out))
+    data = out / stage / "data.jsonl"
     t0 = time.time()
     while not (data.exists() and '"round": 1' in data.read_text()):
         assert proc.poll() is None, "run finished before the kill point"
@@ -134,7 +144,7 @@ def test_kill_mid_round_then_resume_loses_and_duplicates_nothing(tmp_path, round
     proc.wait()
     _run_to_end("resume", str(out), "--no-progress")
     got = read_jsonl(data)
-    want = {r["key"]: r for r in read_jsonl(rounds_run / "stage-1" / "data.jsonl")}
+    want = {r["key"]: r for r in read_jsonl(reference_run / stage / "data.jsonl")}
     keys = [r["key"] for r in got]
     assert len(keys) == len(set(keys)), "duplicate records after resume"
     assert sorted(keys) == sorted(want), "records lost or extra after resume"

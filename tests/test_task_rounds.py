@@ -1,8 +1,6 @@
 """Rounds of self-training, the validation split and the known-facts probe on `tasks` stages
 (tiny model, real pipeline; the skills version is tests/test_rounds.py, whose helpers these reuse)."""
 
-import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from cai_bootstrap.stages.registry import get_kind, load_curriculum
 from cai_bootstrap.stages.task_prompts import task_options
 from cai_bootstrap.stages.validation import topic_key, validation_ids, validation_topics
 from cai_bootstrap.tasks.types import TASK_TYPES
-from tests.test_rounds import _cli, _run_to_end
+from tests.test_rounds import _run_to_end, kill_mid_round_then_resume
 
 # stage-0 (factual_qa, sft+dpo at tiny: the DPO phase trains on round records too), 2 small rounds
 ROUNDS = ("stage_overrides={stage-0: {rounds: {count: 2, instances: 4, samples: 2, keep: 2, reuse: true}, "
@@ -98,24 +96,7 @@ def test_task_plan_and_rounds_leave_validation_topics_out_for_every_task_type(tm
 
 
 def test_kill_mid_task_round_then_resume_loses_and_duplicates_nothing(tmp_path, task_rounds_run):
-    out = tmp_path / "run"
-    proc = _cli(*ARGS, "--out", str(out))
-    data = out / "stage-0" / "data.jsonl"
-    t0 = time.time()
-    while not (data.exists() and '"round": 1' in data.read_text()):
-        assert proc.poll() is None, "run finished before the kill point"
-        assert time.time() - t0 < 300, "kill point never reached"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    _run_to_end("resume", str(out), "--no-progress")
-    got = read_jsonl(data)
-    want = {r["key"]: r for r in read_jsonl(task_rounds_run / "stage-0" / "data.jsonl")}
-    keys = [r["key"] for r in got]
-    assert len(keys) == len(set(keys)), "duplicate records after resume"
-    assert sorted(keys) == sorted(want), "records lost or extra after resume"
-    for r in got:
-        assert r["chosen"] == want[r["key"]]["chosen"] and r["kept"] == want[r["key"]]["kept"]
+    kill_mid_round_then_resume(ARGS, tmp_path / "run", "stage-0", task_rounds_run)
 
 
 def test_factual_qa_heldout_known_probes_questions(task_rounds_run):
