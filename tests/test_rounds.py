@@ -230,3 +230,27 @@ def test_heldout_known_replaces_unknown_facts_before_any_stage_runs(tmp_path):
     assert sorted(r["id"] for r in rows) == sorted(i.id for i in chosen)  # the gate scored the planned set
     plain = {i.id for i in heldout_instances(spec.families, 3, 0)}
     assert plan["replaced"] == len(plain - {i.id for i in chosen})
+
+
+def test_standard_rounds_keep_every_family_in_every_round(tmp_path):
+    """`rounds.reuse` (standard): a family whose bank has run out of fresh instances re-asks its
+    first-data ones, so no family drops out of a round (name_one did at stage 1 without it)."""
+    from collections import Counter
+
+    from rich.console import Console
+
+    from cai_bootstrap.config import RunSettings
+    from cai_bootstrap.stages import rounds
+    from cai_bootstrap.stages.context import RecordSink, StageContext
+
+    spec = load_curriculum("skills", "standard", {}).stages[0]
+    assert spec.rounds.reuse and spec.rounds.count == 3
+    ctx = StageContext(spec=spec, settings=RunSettings(preset="standard"), stage_dir=tmp_path,
+                       sink=RecordSink(tmp_path / "data.jsonl"), engine_for=lambda role: None,
+                       role_name=lambda role: role, console=Console(quiet=True))
+    for r in (1, 2, 3):
+        items = rounds.round_instances(ctx, r)
+        per_family = Counter(f.name for f, _ in items)
+        assert set(per_family) == set(spec.families)
+        assert max(per_family.values()) - min(per_family.values()) <= 1
+        assert len({i.id for _, i in items}) == len(items)
