@@ -57,12 +57,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cai_bootstrap.engines.base import DEFAULT_BATCH_SIZE, GenerationCancelled, SamplingParams
+from cai_bootstrap.engines.base import (
+    DEFAULT_BATCH_SIZE,
+    GenerationCancelled,
+    SamplingParams,
+)
 from cai_bootstrap.engines.transformers_engine import TransformersEngine
 from cai_bootstrap.models.loading import model_fingerprint
 from cai_bootstrap.prompt_format import format_prompt
-from cai_bootstrap.serve.limits import LOOPBACK, ApiKeyAuth, BodyLimit, ServeLimits, read_api_key
-from cai_bootstrap.serve.stream import MEDIA_TYPE, chat_events, completion_events
+from cai_bootstrap.serve.limits import (
+    LOOPBACK,
+    ApiKeyAuth,
+    BodyLimit,
+    ServeLimits,
+    read_api_key,
+)
 from cai_bootstrap.serve.schema import (
     ApiError,
     ChatRequest,
@@ -72,6 +81,7 @@ from cai_bootstrap.serve.schema import (
     extra_stops,
     messages_to_instruction,
 )
+from cai_bootstrap.serve.stream import MEDIA_TYPE, chat_events, completion_events
 
 log = logging.getLogger(__name__)
 
@@ -261,12 +271,7 @@ def create_app(
                         for i, texts in enumerate(outs)
                         for j, text in enumerate(texts)
                     ]
-            return {
-                "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-                "model": name, "choices": choices,
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens},
-            }
+            return response_body("cmpl", "text_completion", name, choices, prompt_tokens, completion_tokens)
 
         response = await admitted(request, work)
         if req.stream:
@@ -289,12 +294,7 @@ def create_app(
                      "finish_reason": finish(eng, text, max_tokens)}
                     for j, text in enumerate(texts)
                 ]
-            return {
-                "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "model": name, "choices": choices,
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens},
-            }
+            return response_body("chatcmpl", "chat.completion", name, choices, prompt_tokens, completion_tokens)
 
         response = await admitted(request, work)
         if req.stream:
@@ -302,6 +302,17 @@ def create_app(
         return response
 
     return app
+
+
+def response_body(id_prefix: str, object_name: str, model: str, choices: list[dict], prompt_tokens: int,
+                  completion_tokens: int) -> dict:
+    """An OpenAI completion / chat completion response around ``choices``."""
+    return {
+        "id": f"{id_prefix}-{uuid.uuid4().hex}", "object": object_name, "created": int(time.time()),
+        "model": model, "choices": choices,
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
 
 
 @contextmanager

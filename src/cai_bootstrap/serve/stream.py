@@ -30,37 +30,40 @@ def pieces(text: str) -> list[str]:
 
 def chat_events(response: dict, include_usage: bool = False) -> Iterator[str]:
     """A ``chat.completion`` response as ``chat.completion.chunk`` events."""
-    head = {"id": response["id"], "object": "chat.completion.chunk", "created": response["created"],
-            "model": response["model"]}
 
-    def chunk(index: int, delta: dict, finish: str | None = None) -> str:
-        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return _event(head | {"choices": [choice]} | ({"usage": None} if include_usage else {}))
+    def choices() -> Iterator[dict]:
+        for choice in response["choices"]:
+            i = choice["index"]
+            yield _choice(i, delta={"role": "assistant", "content": ""})
+            for piece in pieces(choice["message"]["content"]):
+                yield _choice(i, delta={"content": piece})
+            yield _choice(i, choice["finish_reason"], delta={})
 
-    for choice in response["choices"]:
-        i = choice["index"]
-        yield chunk(i, {"role": "assistant", "content": ""})
-        for piece in pieces(choice["message"]["content"]):
-            yield chunk(i, {"content": piece})
-        yield chunk(i, {}, choice["finish_reason"])
-    if include_usage:
-        yield _event(head | {"choices": [], "usage": response["usage"]})
-    yield _event("[DONE]")
+    return _events(response, "chat.completion.chunk", choices(), include_usage)
 
 
 def completion_events(response: dict, include_usage: bool = False) -> Iterator[str]:
     """A ``text_completion`` response as ``text_completion`` chunk events."""
-    head = {"id": response["id"], "object": "text_completion", "created": response["created"],
-            "model": response["model"]}
 
-    def chunk(index: int, text: str, finish: str | None = None) -> str:
-        choice = {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
-        return _event(head | {"choices": [choice]} | ({"usage": None} if include_usage else {}))
+    def choices() -> Iterator[dict]:
+        for choice in response["choices"]:
+            for piece in pieces(choice["text"]):
+                yield _choice(choice["index"], text=piece)
+            yield _choice(choice["index"], choice["finish_reason"], text="")
 
-    for choice in response["choices"]:
-        for piece in pieces(choice["text"]):
-            yield chunk(choice["index"], piece)
-        yield chunk(choice["index"], "", choice["finish_reason"])
+    return _events(response, "text_completion", choices(), include_usage)
+
+
+def _choice(index: int, finish: str | None = None, **content: object) -> dict:
+    return {"index": index, **content, "logprobs": None, "finish_reason": finish}
+
+
+def _events(response: dict, object_name: str, choices: Iterator[dict], include_usage: bool) -> Iterator[str]:
+    """One event per choice chunk, then (``include_usage``) the usage chunk, then ``[DONE]``."""
+    head = {"id": response["id"], "object": object_name, "created": response["created"], "model": response["model"]}
+    usage = {"usage": None} if include_usage else {}
+    for choice in choices:
+        yield _event(head | {"choices": [choice]} | usage)
     if include_usage:
         yield _event(head | {"choices": [], "usage": response["usage"]})
     yield _event("[DONE]")
