@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 from transformers import TrainerCallback
 
+from cai_bootstrap.config import deep_merge, parse_override
 from cai_bootstrap.engines.transformers_engine import TransformersEngine
 from cai_bootstrap.evaluation.heldout import evaluate_heldout
+from cai_bootstrap.evaluation.intervals import wilson
 from cai_bootstrap.jsonl import atomic_write_json, iter_jsonl, read_json
 from cai_bootstrap.models.loading import LINEAGE_FILE, load_model, read_lineage
 from cai_bootstrap.pipeline.setup import load_run
@@ -36,40 +37,27 @@ from cai_bootstrap.stages.registry import get_kind
 from cai_bootstrap.stages.validation import validation_instances
 from cai_bootstrap.tasks import get_family
 from cai_bootstrap.training import train_stage
-from cai_bootstrap.training.full import save_full
-from cai_bootstrap.training.lora import save_adapter
+from cai_bootstrap.training.settings import TrainSettings
+from cai_bootstrap.training.stage import save_weights
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
-    """``name:key=value,lora.r=64`` -> (name, nested TrainSettings update)."""
+    """``name:key=value,lora.r=64`` -> (name, nested TrainSettings update), each item parsed as ``--set``."""
     name, _, body = text.partition(":")
     update: dict = {}
     for item in filter(None, body.split(",")):
-        key, _, raw = item.partition("=")
-        value: object = raw
-        for cast in (int, float):
-            try:
-                value = cast(raw)
-                break
-            except ValueError:
-                pass
-        target = update
-        *parents, leaf = key.split(".")
-        for p in parents:
-            target = target.setdefault(p, {})
-        target[leaf] = value
+        update = deep_merge(update, parse_override(item))
     return name, update
 
 
 class SaveEachEpoch(TrainerCallback):
     """Write the model's trained weights to ``<root>/epoch-N`` at the end of epoch N."""
 
-    def __init__(self, root: Path, full: bool, dtype):
-        self.root, self.full, self.dtype = root, full, dtype
+    def __init__(self, root: Path, settings: TrainSettings, dtype):
+        self.root, self.settings, self.dtype = root, settings, dtype
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
-        target = self.root / f"epoch-{int(round(state.epoch))}"
-        (save_full if self.full else lambda m, t, d: save_adapter(m, t, dtype=d))(model, target, self.dtype)
+        save_weights(model, self.settings, self.root / f"epoch-{int(round(state.epoch))}", self.dtype)
 
 
 def study_validation(spec, seed: int, used: set[str], per_family: int) -> list:
@@ -110,15 +98,6 @@ def novel_topic_validation(spec, seed: int, used_ids: set[str], exclude: set[str
                 seen.add(slug)
         out.extend(fresh[:per_family])
     return out
-
-
-def wilson(passed: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    p = passed / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def main() -> None:
@@ -163,15 +142,12 @@ def main() -> None:
         vdir = args.out / name
         update.setdefault("epochs", args.epochs)
         update.setdefault("save_checkpoints", False)
-        train_settings = spec.training.model_copy(deep=True)
-        merged = {**train_settings.model_dump(), **{k: v for k, v in update.items() if k != "lora"}}
-        merged["lora"] = {**train_settings.lora.model_dump(), **update.get("lora", {})}
-        train_settings = type(train_settings).model_validate(merged)
+        train_settings = TrainSettings.model_validate(deep_merge(spec.training.model_dump(), update))
         entry = results.setdefault("variants", {}).setdefault(name, {"settings": update, "epochs": {}})
         if not (vdir / "train" / "train_result.json").exists():
             loaded = load_model(str(args.run / previous / "model") if previous else settings.model)
             dtype = next(loaded.model.parameters()).dtype
-            saver = SaveEachEpoch(vdir, train_settings.finetune == "full", dtype)
+            saver = SaveEachEpoch(vdir, train_settings, dtype)
             result = train_stage(loaded.model, loaded.tokenizer, records, train_settings, vdir / "train",
                                  progress=False, callbacks=[saver])
             entry["train_seconds"] = result.train_seconds

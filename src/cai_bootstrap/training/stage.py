@@ -50,7 +50,12 @@ from transformers import PrinterCallback
 from cai_bootstrap.jsonl import atomic_write_json, read_json
 from cai_bootstrap.models.weights import load_full_weights
 from cai_bootstrap.training.arguments import trainer_args, use_bf16
-from cai_bootstrap.training.callbacks import RichProgressCallback, TrainLogCallback, phase_records, truncate_log
+from cai_bootstrap.training.callbacks import (
+    RichProgressCallback,
+    TrainLogCallback,
+    phase_records,
+    truncate_log,
+)
 from cai_bootstrap.training.completion_head import completion_only_lm_head
 from cai_bootstrap.training.dpo import dpo_pairs, make_dpo_trainer
 from cai_bootstrap.training.fingerprints import random_cache_keys
@@ -135,8 +140,6 @@ def train_stage(
         trainee = prepare_full(model, settings.freeze_embeddings)
     else:
         trainee = apply_lora(model, settings.lora, gradient_checkpointing=settings.gradient_checkpointing)
-    save = (lambda target, dtype: save_full(trainee, target, dtype)) if full else (
-        lambda target, dtype: save_adapter(trainee, target, dtype=dtype))
     results: list[PhaseResult] = []
     try:
         trainable, _ = count_trainable(trainee)
@@ -149,11 +152,11 @@ def train_stage(
             result = _run_phase(phase, trainee, tokenizer, rows, settings, out, bf16, progress, callbacks)
             results.append(result)
             if index < len(plan) - 1:  # a later phase follows: keep this one's weights for resume
-                save(final_dir, torch.float32)
+                save_weights(trainee, settings, final_dir, torch.float32)
                 atomic_write_json(final_dir / "phase.json", result.model_dump())
         if not full and "ref" in trainee.peft_config:  # DPO's frozen reference copy
             trainee.delete_adapter("ref")
-        adapter_dir = save(out / ADAPTER_DIR, save_dtype)
+        adapter_dir = save_weights(trainee, settings, out / ADAPTER_DIR, save_dtype)
     finally:
         if full:
             del trainee  # a copy: the caller's model was never touched
@@ -180,6 +183,14 @@ def train_stage(
     atomic_write_json(out / RESULT_FILE, {**result.model_dump(), "data_sha256": meta["data_sha256"]})
     shutil.rmtree(ckpt_root, ignore_errors=True)
     return result
+
+
+def save_weights(trainee, settings: TrainSettings, target: str | Path, dtype: torch.dtype) -> Path:
+    """Write what ``trainee`` trained to ``target`` atomically: its LoRA adapter, or with
+    ``finetune: full`` its trained tensors, cast to ``dtype``."""
+    if settings.finetune == "full":
+        return save_full(trainee, target, dtype)
+    return save_adapter(trainee, target, dtype=dtype)
 
 
 def fit_max_length(rows: list[dict], tokenizer, max_length: int, phase: str) -> list[dict]:
