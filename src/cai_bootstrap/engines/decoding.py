@@ -8,7 +8,8 @@ until the longest one ended. This loop keeps `generate`'s semantics (left paddin
 position ids from the attention mask, EOS, ``min_new_tokens``, HF's repetition
 penalty, per-row stop strings) and differs only in what it skips:
 
-- the prompt is prefilled once and its cache copied for the ``n`` samples;
+- the prompt is prefilled once and its cache copied for the ``n`` samples, and the tokens
+  every prompt of the batch starts with are prefilled once for all (`prefill`);
 - the KV cache writes into buffers reserved for prompt + new tokens (`kv_cache.slot_cache`)
   instead of growing by ``torch.cat`` at every step;
 - sampling looks at the top ``k`` logits only (bf16 ``topk``, softmax in fp32);
@@ -22,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 import torch
 from cai_bootstrap.engines.base import GenerationCancelled, SamplingParams
-from cai_bootstrap.engines.kv_cache import slot_cache
+from cai_bootstrap.engines.prefill import MIN_SHARED_TOKENS, prefill
 
 #: Sampling candidates per step: top-p mass beyond the 64th token is dropped.
 MAX_K = 64
@@ -59,6 +60,7 @@ def decode_batch(
     stopped: Callable[[list[int]], bool] | None = None,
     seed: int = 0,
     cancelled: Callable[[], bool] | None = None,
+    min_shared_prefix: int | None = MIN_SHARED_TOKENS,
 ) -> list[list[int]]:
     """New token ids per row (``settings.n`` adjacent rows per prompt), without the EOS token.
 
@@ -73,11 +75,8 @@ def decode_batch(
     n, device = settings.n, input_ids.device
     generator = torch.Generator(device=device).manual_seed(seed) if settings.temperature > 0 else None
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    cache = slot_cache(model.config, capacity=input_ids.shape[1] + settings.max_new_tokens)
-    logits = model(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-        past_key_values=cache, use_cache=True, logits_to_keep=1,
-    ).logits[:, -1]
+    capacity = input_ids.shape[1] + settings.max_new_tokens
+    logits, cache = prefill(model, input_ids, attention_mask, positions, capacity, min_shared=min_shared_prefix)
     if n > 1:
         cache.batch_repeat_interleave(n)
         logits = logits.repeat_interleave(n, dim=0)
