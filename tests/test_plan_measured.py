@@ -50,7 +50,8 @@ def test_bench_cache_round_trip(tiny_result, cache):
     assert {k: data["machine"][k] for k in ("cpu", "cores", "gpu")} == info and info["cores"] >= 1
     assert data["date"][:4].isdigit() and "torch" in data["versions"]
     rates = read_bench(path)
-    assert rates["gen"] == tiny_result["figures"][0]["value"] and rates["sft"] == tiny_result["figures"][1]["value"]
+    figures = {f["id"]: f["value"] for f in tiny_result["figures"]}
+    assert rates["gen"] == figures["generation"] and rates["sft"] == figures["sft"]
     assert load_cached("gemma-3-270m") is None  # per model: a tiny bench never prices the real model
     assert fingerprint({"cpu": "x", "cores": 2, "gpu": None}) != fingerprint({"cpu": "x", "cores": 4, "gpu": None})
 

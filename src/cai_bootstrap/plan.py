@@ -215,11 +215,12 @@ def _section_rate(data: dict, names: tuple[str, ...]) -> float | None:
 
 
 def _figures_rates(data: dict) -> dict[str, float]:
-    """Rates from ``cai-bootstrap bench`` output: ``figures`` named generation / SFT / DPO."""
+    """Rates from ``cai-bootstrap bench`` output: the figures with id (older files: name)
+    generation / sft / dpo."""
     rates: dict[str, float] = {}
     seq = float((data.get("settings") or {}).get("train_seq_len") or 128)
     for fig in data.get("figures") or []:
-        name, unit, value = str(fig.get("name", "")).lower(), fig.get("unit"), fig.get("value")
+        name, unit, value = str(fig.get("id") or fig.get("name", "")).lower(), fig.get("unit"), fig.get("value")
         if not isinstance(value, (int, float)) or value <= 0:
             continue
         if name.startswith("generation") and unit == "tokens/s":

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cai_bootstrap.engines.base import DEFAULT_BATCH_SIZE, Engine, SamplingParams
 from cai_bootstrap.engines.decoding import decode_batch
+from cai_bootstrap.engines.prefill import MIN_SHARED_TOKENS
 from cai_bootstrap.models.loading import LoadedModel, load_model
 from cai_bootstrap.prompt_format import STOP_SEQUENCES, clean_response
 
@@ -57,6 +58,8 @@ class TransformersEngine(Engine):
         self.max_prompt_tokens = max_prompt_tokens
         self.tokenizer.padding_side = "left"
         self.generated_tokens = 0
+        #: `prefill`: a batch's common prompt prefix of at least this many tokens is prefilled once (None: never).
+        self.min_shared_prefix: int | None = MIN_SHARED_TOKENS
 
     @classmethod
     def from_ref(cls, ref: str, dtype: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> TransformersEngine:
@@ -120,7 +123,7 @@ class TransformersEngine(Engine):
                 new = decode_batch(
                     self.model, enc["input_ids"], enc["attention_mask"], params,
                     eos_ids=[self.tokenizer.eos_token_id], stopped=stopped, seed=batch_seed(params.seed, b),
-                    cancelled=cancel.is_set if cancel is not None else None,
+                    cancelled=cancel.is_set if cancel is not None else None, min_shared_prefix=self.min_shared_prefix,
                 )
                 texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
                 done_tokens += sum(len(t) for t in new)

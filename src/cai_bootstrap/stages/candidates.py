@@ -79,12 +79,16 @@ def train_pool(ctx: StageContext) -> list[tuple[TaskFamily, Instance]]:
 
 def role_prompt(ctx: StageContext, demos: Sequence[tuple[str, str]], instruction: str, key: str) -> str:
     """The exact text a role model is given: ``shots`` demos (chosen per case) then the instruction."""
-    k = options(ctx).shots
-    if k <= 0 or not demos:
+    return few_shot_prompt(demos, instruction, key, options(ctx).shots)
+
+
+def few_shot_prompt(demos: Sequence[tuple[str, str]], instruction: str, key: str, shots: int) -> str:
+    """``shots`` of ``demos``, drawn for the case ``key``, then the instruction (`bench` builds
+    the stage's real prompts with it)."""
+    if shots <= 0 or not demos:
         return format_prompt(instruction)
     rng = random.Random(derive_seed("shots", key))
-    shots = rng.sample(list(demos), min(k, len(demos)))
-    return format_few_shot(instruction, shots)
+    return format_few_shot(instruction, rng.sample(list(demos), min(shots, len(demos))))
 
 
 def aux_sampling(ctx: StageContext, seed: int) -> SamplingParams:

@@ -14,67 +14,29 @@ All figures come from one process on the same inputs:
   trained adapter (LoRA wrap, trainer construction with its dataset tokenization, the
   reference log-probs, the steps); TRL's rate over its training loop alone is kept in
   ``extra`` (it flatters TRL: our side's construction is counted);
+* the pipeline's real work (`bench.workload`): the stage-1 answerer's few-shot prompts
+  vs batched ``model.generate``, and the verified records per minute they make;
 * optionally the wall time of one quick-preset stage; peak resident memory.
 
-`save_cached` keeps a result per machine (CPU model, cores, GPU) and model under the model
-cache; `plan` reads it (`load_cached`).
+Every figure has a stable ``id`` in the JSON (``generation``, ``sft``, ``dpo``,
+``fewshot_generation``, ``stage1_records_per_min``, ``stage``).
 """
 
 from __future__ import annotations
 
-import gc
-import hashlib
-import json
-import os
-import platform
-import resource
-import shutil
-import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, Field
 
-from cai_bootstrap.engines.base import DEFAULT_BATCH_SIZE, SamplingParams
+from cai_bootstrap.bench.settings import BenchSettings, Figure
+from cai_bootstrap.engines.base import SamplingParams
 from cai_bootstrap.engines.transformers_engine import TransformersEngine
-from cai_bootstrap.models.loading import cpu_supports_bf16, load_model
+from cai_bootstrap.models.loading import load_model
 from cai_bootstrap.prompt_format import format_prompt
 
 TOPICS = ["the ocean", "volcanoes", "honey bees", "the moon", "bread", "trains", "music", "rivers",
           "deserts", "glass", "clocks", "owls", "tea", "bridges", "snow", "copper"]
-
-
-class BenchSettings(BaseModel):
-    model: str = "gemma-3-270m"
-    gen_batch_size: int = DEFAULT_BATCH_SIZE
-    gen_prompts: int = DEFAULT_BATCH_SIZE
-    naive_prompts: int = Field(4, description="unbatched baseline is slow: fewer prompts, same length")
-    new_tokens: int = 32
-    train_batch_size: int = 8
-    train_seq_len: int = 128
-    train_steps: int = 4
-    dpo_pairs: int = 16
-    stage: bool = False
-    quick: bool = False
-
-
-class Figure(BaseModel):
-    name: str
-    unit: str
-    value: float
-    naive: float | None = None
-    roofline: float | None = None
-    extra: dict[str, float] = Field(default_factory=dict)
-
-    @property
-    def vs_naive(self) -> float | None:
-        return self.value / self.naive if self.naive else None
-
-    @property
-    def of_roofline(self) -> float | None:
-        return self.value / self.roofline if self.roofline else None
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 3, trials: int = 5) -> float:
@@ -113,7 +75,7 @@ def bench_generation(engine: TransformersEngine, s: BenchSettings, peak_gflops: 
                            pad_token_id=tok.pad_token_id)
     naive = s.naive_prompts * s.new_tokens / (time.perf_counter() - t0)
     roof = peak_gflops * 1e9 / (2 * n_params)
-    return Figure(name=f"generation (batch {s.gen_batch_size}, {s.new_tokens} new tokens)", unit="tokens/s",
+    return Figure(id="generation", name=f"generation (batch {s.gen_batch_size}, {s.new_tokens} new tokens)", unit="tokens/s",
                   value=ours, naive=naive, roofline=roof)
 
 
@@ -191,7 +153,7 @@ def bench_sft(s: BenchSettings, peak_gflops: float, n_params: int, workdir: Path
     _, tokens, seconds = _ours(s.model, records, "sft", s, workdir)
     ours = tokens / seconds
     base_s, base_tokens, _ = _trl_default(s.model, records, "sft", s, workdir)
-    return Figure(name=f"SFT LoRA (batch {s.train_batch_size} x ~{s.train_seq_len} tokens)", unit="tokens/s",
+    return Figure(id="sft", name=f"SFT LoRA (batch {s.train_batch_size} x ~{s.train_seq_len} tokens)", unit="tokens/s",
                   value=ours, naive=base_tokens / base_s, roofline=peak_gflops * 1e9 / (4 * n_params))
 
 
@@ -201,7 +163,7 @@ def bench_dpo(s: BenchSettings, workdir: Path, tokenizer) -> Figure:
     s2 = s.model_copy(update={"train_steps": steps})
     wall, _, _ = _ours(s.model, records, "dpo", s2, workdir)  # construction and reference pass included
     train_only_s, _, base_wall = _trl_default(s.model, records, "dpo", s2, workdir)
-    return Figure(name=f"DPO ({s.dpo_pairs} pairs, model in -> adapter out)", unit="pairs/s",
+    return Figure(id="dpo", name=f"DPO ({s.dpo_pairs} pairs, model in -> adapter out)", unit="pairs/s",
                   value=s.dpo_pairs / wall, naive=s.dpo_pairs / base_wall,
                   extra={"naive_train_loop_only": s.dpo_pairs / train_only_s})
 
@@ -217,131 +179,4 @@ def bench_stage(workdir: Path) -> Figure:
                          workdir / "stage-run")
     t0 = time.perf_counter()
     execute(run_dir, Console(quiet=True), progress=False)
-    return Figure(name="quick preset: skills stage-1 wall time", unit="s", value=time.perf_counter() - t0)
-
-
-def run_bench(s: BenchSettings, progress_cb=print) -> dict:
-    if s.quick:
-        s = s.model_copy(update={"gen_prompts": min(s.gen_prompts, s.gen_batch_size),
-                                 "naive_prompts": 2, "new_tokens": min(s.new_tokens, 24), "train_steps": 3,
-                                 "dpo_pairs": 8, "stage": False})
-    workdir = Path(tempfile.mkdtemp(prefix="cai-bench-"))
-    t_start = time.perf_counter()
-    try:
-        progress_cb("measuring matmul peak")
-        peak_bf16 = matmul_gflops(torch.bfloat16) if cpu_supports_bf16() else None
-        peak_fp32 = matmul_gflops(torch.float32)
-        peak = peak_bf16 or peak_fp32
-        engine = TransformersEngine(load_model(s.model))
-        n_params = sum(p.numel() for p in engine.model.parameters())
-        figures = []
-        progress_cb("generation: batched engine vs unbatched generate")
-        figures.append(bench_generation(engine, s, peak, n_params))
-        tokenizer = engine.tokenizer
-        del engine
-        gc.collect()
-        progress_cb("SFT: train_stage vs TRL SFTTrainer defaults")
-        figures.append(bench_sft(s, peak, n_params, workdir, tokenizer))
-        progress_cb("DPO: train_stage vs TRL DPOTrainer defaults")
-        figures.append(bench_dpo(s, workdir, tokenizer))
-        if s.stage:
-            progress_cb("one quick-preset stage")
-            figures.append(bench_stage(workdir))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return {
-        "settings": s.model_dump(),
-        "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(),
-                    "bf16": cpu_supports_bf16(), "torch": torch.__version__},
-        "matmul_gflops": {"bf16": peak_bf16, "fp32": peak_fp32},
-        "model_params": n_params,
-        "figures": [f.model_dump() | {"vs_naive": f.vs_naive, "of_roofline": f.of_roofline} for f in figures],
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "wall_s": time.perf_counter() - t_start,
-    }
-
-
-def bench_table(result: dict):
-    from rich.table import Table
-
-    mm = result["matmul_gflops"]
-    peak = f"bf16 {mm['bf16']:.0f} / fp32 {mm['fp32']:.0f} GFLOP/s" if mm["bf16"] else f"fp32 {mm['fp32']:.0f} GFLOP/s"
-    table = Table(title=f"cai-bootstrap bench: {result['settings']['model']} - matmul peak {peak}")
-    for col in ("what", "ours", "naive", "x naive", "roofline", "% roofline"):
-        table.add_column(col, justify="right" if col != "what" else "left")
-
-    def fmt(v, pct=False):
-        if v is None:
-            return "-"
-        return f"{v:.0%}" if pct else f"{v:,.1f}" if v >= 10 else f"{v:.3g}"  # pairs/s are below 1
-
-    for f in result["figures"]:
-        table.add_row(f"{f['name']} [{f['unit']}]", fmt(f["value"]), fmt(f["naive"]),
-                      f"{f['vs_naive']:.2f}x" if f["vs_naive"] else "-", fmt(f["roofline"]), fmt(f["of_roofline"], True))
-        for key, v in f.get("extra", {}).items():
-            table.add_row(f"  {key.replace('_', ' ')}", "", fmt(v), f"{f['value'] / v:.2f}x" if v else "-", "", "")
-    table.caption = f"peak RSS {result['peak_rss_mib']:.0f} MiB, wall {result['wall_s']:.0f} s"
-    return table
-
-
-def save(result: dict, path: Path) -> None:
-    from cai_bootstrap.jsonl import atomic_write_text
-
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
-
-
-# ---------------------------------------------------------------- per-machine cache
-
-
-def machine() -> dict:
-    """What a bench result depends on: CPU model, core count, GPU name."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu}
-
-
-def fingerprint(info: dict | None = None) -> str:
-    info = info or machine()
-    return hashlib.sha256(json.dumps([info["cpu"], info["cores"], info["gpu"]]).encode()).hexdigest()[:16]
-
-
-def cache_path(model: str = "gemma-3-270m", info: dict | None = None) -> Path:
-    """``<model cache>/bench/<machine fingerprint>-<model>.json``."""
-    from cai_bootstrap.models.registry import cache_dir
-
-    return cache_dir() / "bench" / f"{fingerprint(info)}-{model.replace('/', '_')}.json"
-
-
-def save_cached(result: dict) -> Path:
-    """Keep ``result`` as this machine's bench for its model (with the machine, date and versions)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {}
-    for pkg in ("cai-bootstrap", "torch", "transformers", "peft", "trl"):
-        try:
-            versions[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    info = machine()
-    record = result | {"machine": {**result.get("machine", {}), **info, "fingerprint": fingerprint(info)},
-                       "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions}
-    path = cache_path(result["settings"]["model"], info)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save(record, path)
-    return path
-
-
-def load_cached(model: str = "gemma-3-270m") -> tuple[Path, dict] | None:
-    """This machine's cached bench for ``model`` (path and contents), or None."""
-    path = cache_path(model)
-    try:
-        return path, json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+    return Figure(id="stage", name="quick preset: skills stage-1 wall time", unit="s", value=time.perf_counter() - t0)
