@@ -173,6 +173,11 @@ def test_name_one():
     check("name_one", fruit, "Carrot.", False, "member")
     check("name_one", fruit, "Apple, banana, orange and pear.", False, "just_one")
     check("name_one", fruit, "Give an example of a fruit: apple", False, "echo")
+    # a member is a noun: its plural names it, a verb form of the same letters does not
+    # (a round kept "An insect is a small, flying insect." as naming a fly)
+    insect = by_topic("name_one", "insect")
+    check("name_one", insect, "Flies.", True)
+    check("name_one", insect, "An insect is a small, flying insect.", False, "member")
 
 
 def test_list_three():

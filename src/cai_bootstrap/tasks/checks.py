@@ -84,6 +84,22 @@ def word_forms(word: str) -> set[str]:
     return forms
 
 
+def noun_forms(word: str) -> set[str]:
+    """A noun and its plurals, normalised: a category's member is a thing, so "fly" is not named
+    by "flying" (an insect's "An insect is a small, flying insect." passed as naming a fly)."""
+    w = normalize(word)
+    if not w or " " in w:
+        return {w}
+    forms = {w, w + "s", w + "es"}
+    if w.endswith("y") and len(w) > 2 and w[-2] not in "aeiou":
+        forms.add(w[:-1] + "ies")
+    if w.endswith("f"):
+        forms.add(w[:-1] + "ves")
+    if w.endswith("fe"):
+        forms.add(w[:-2] + "ves")
+    return forms
+
+
 def phrase_positions(toks: list[str], phrase: str) -> list[int]:
     """Start indices where the normalised ``phrase`` occurs in ``toks`` as whole words."""
     p = normalize(phrase).split()
@@ -391,7 +407,7 @@ def match_member(item: str, members: Iterable[str]) -> str | None:
         if " " in nm:
             if phrase_positions(toks, nm):
                 return m
-        elif word_forms(nm) & tokset:
+        elif noun_forms(nm) & tokset:
             return m
     return None
 
