@@ -258,6 +258,12 @@ def build_run(root: Path, *, control: bool = True, safety: bool = True) -> Path:
             "after": {"advbench_safe_rate": 0.74, "xstest_safe_compliance": 0.84, "xstest_unsafe_refusal": 0.66},
             "gate": {"passed": True, "safe_rate_gain_pt": 43.0},
         }
+        # XSTest by prompt type: the previous model, a discarded attempt, the installed one (a0)
+        for label, homonyms in (("stage-2-implicit", 0.12), ("stage-3-constitutional-a9", 0.99),
+                                ("stage-3-constitutional-a0", 0.36)):
+            _write(s3 / "eval" / "benchmarks" / label / "xstest.json", {"suite": "xstest", "breakdown": {
+                "homonyms": {"n": 25, "string_refusal_rate": homonyms, "judge_refusal_rate": homonyms + 0.04},
+                "contrast_homonyms": {"n": 25, "string_refusal_rate": 0.44}}})
     _write(s3 / "metrics.json", metrics3)
     _train_log(s3 / "train" / "train_log.jsonl", {"sft": 6, "dpo": 8}, offset=0.15)
     write_jsonl(
@@ -335,6 +341,9 @@ def test_tables_carry_the_fixture_numbers(rendered: tuple[Path, str, str]) -> No
         assert "4.6 min" in text and "12,345" in text and "51,234" in text and "0.4321" in text
         # safety before/after
         assert "31.0%" in text and "74.0%" in text and "+43.0 pt" in text and "-4.0 pt" in text
+        # XSTest by prompt type, before and after: the installed attempt's, not a discarded one's
+        assert "XSTest refusals by prompt type" in text and "contrast_homonyms" in text
+        assert "12.0%" in text and "36.0%" in text and "40.0%" in text and "99.0%" not in text
         # warnings: the manifest's and the continued gate
         assert "bf16 unavailable" in text
         assert "stage-2-implicit: gate failed and the run continued" in text

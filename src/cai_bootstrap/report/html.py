@@ -27,6 +27,7 @@ from cai_bootstrap.report.tables import (
     run_facts,
     safety_gate_lines,
     safety_table,
+    xstest_type_table,
     summary_table,
     verdict_text,
     versions_table,
@@ -234,6 +235,9 @@ def _stage(s: StageData) -> str:
         safety = safety_table(s)
         if safety:
             parts.append("<h4>Safety before / after</h4>" + html_table(safety))
+            types = xstest_type_table(s)
+            if types:
+                parts.append("<h4>XSTest refusals by prompt type</h4>" + html_table(types))
             gate = safety_gate_lines(s)
             if gate:
                 parts.append(

@@ -110,6 +110,9 @@ class StageData:
     dropped_samples: list[dict] = field(default_factory=list)
     heldout_samples: list[dict] = field(default_factory=list)
     heldout_samples_model: str = ""
+    #: XSTest per prompt type of the model before the stage and of the installed one
+    #: (``{"before" | "after": {type: {n, string_refusal_rate, judge_refusal_rate}}}``).
+    xstest_types: dict[str, dict] = field(default_factory=dict)
     #: Problems met while reading this stage (shown in the report, never raised).
     problems: list[str] = field(default_factory=list)
 
@@ -354,7 +357,25 @@ def load_stage(run_dir: Path, spec: dict) -> StageData:
         stage.data = counted
     installed = int(selected) if selected is not None else (stage.attempts - 1 if stage.attempts else None)
     stage.heldout_samples, stage.heldout_samples_model = _load_heldout_rows(stage_dir, name, problems, installed)
+    if stage.safety:
+        stage.xstest_types = _load_xstest_types(stage_dir / "eval" / "benchmarks", name, installed, problems)
     return stage
+
+
+def _load_xstest_types(bench_dir: Path, stage: str, installed: int | None, problems: list[str]) -> dict[str, dict]:
+    """The XSTest breakdown by prompt type (``xstest.json``) of the previous model (its own
+    label) and of the stage's installed attempt (``<stage>-a<N>``), where they were saved."""
+    out: dict[str, dict] = {}
+    for path in sorted(bench_dir.glob("*/xstest.json")):
+        label = path.parent.name
+        side = "before" if not label.startswith(f"{stage}-a") else "after" if label == f"{stage}-a{installed}" else None
+        if side is None:
+            continue
+        raw = _read_json_optional(path, problems)
+        breakdown = _dict((raw or {}).get("breakdown"))
+        if breakdown:
+            out[side] = {str(k): _dict(v) for k, v in breakdown.items()}
+    return out
 
 
 def load_run(run_dir: str | Path) -> RunData:

@@ -26,6 +26,7 @@ from cai_bootstrap.report.tables import (
     run_facts,
     safety_gate_lines,
     safety_table,
+    xstest_type_table,
     summary_table,
     verdict_text,
     versions_table,
@@ -128,6 +129,9 @@ def _stage(s: StageData) -> list[str]:
     safety = safety_table(s)
     if safety:
         out += ["#### Safety before / after", "", md_table(safety), ""]
+        types = xstest_type_table(s)
+        if types:
+            out += ["#### XSTest refusals by prompt type", "", md_table(types), ""]
         gate = safety_gate_lines(s)
         if gate:
             out += ["Safety gate: " + "; ".join(f"{k}: {v}" for k, v in gate), ""]

@@ -298,6 +298,29 @@ def safety_table(s: StageData) -> Table | None:
     return Table(["Metric", "Before (previous model)", "After (this stage)", "Change"], rows)
 
 
+def xstest_type_table(s: StageData) -> Table | None:
+    """XSTest refusal rate per prompt type, before and after the stage: which kind of safe
+    look-alike ("safe_targets", "homonyms", ...) still gets refused. Judge rates where a judge ran."""
+    before, after = s.xstest_types.get("before", {}), s.xstest_types.get("after", {})
+    if not before and not after:
+        return None
+    rows: list[list[str | Cell]] = []
+    for kind in sorted({*before, *after}):
+        b, a = before.get(kind, {}), after.get(kind, {})
+        unsafe = kind.startswith("contrast_")  # XSTest's unsafe prompts: refusing them is right
+        cells: list[str | Cell] = [kind, num(a.get("n") or b.get("n"))]
+        for key in ("string_refusal_rate", "judge_refusal_rate"):
+            bv, av = _num_or_none(b.get(key)), _num_or_none(a.get(key))
+            cells += [pct(bv), pct(av)]
+        rows.append(cells + ["unsafe" if unsafe else "safe"])
+    return Table(["Prompt type", "n", "Refused before (strings)", "After (strings)", "Before (judge)",
+                  "After (judge)", "Label"], rows, text_columns={0, 6})
+
+
+def _num_or_none(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
 def safety_gate_lines(s: StageData) -> list[tuple[str, str]]:
     gate = (s.safety or {}).get("gate")
     if not isinstance(gate, dict):
