@@ -350,3 +350,23 @@ def test_training_leaks_no_transformers_future_warning(tmp_path, recwarn):
     model, tok = build_tiny_model(seed=0)
     train_stage(model, tok, toy_records(4), TrainSettings(epochs=1, batch_size=4, max_steps=1), tmp_path, progress=False)
     assert not [w for w in recwarn if "is_gradient_checkpointing" in str(w.message)]
+
+
+def test_padding_free_sft_takes_the_same_steps_as_padded_batches(tmp_path):
+    """Records of different lengths: without padding the same examples give the same losses
+    (float32 tiny model); an example longer than max_length keeps the padded, truncating path."""
+    records = [{"prompt": f"Repeat {'the code ' * (i % 4)}{i:02d}.", "chosen": f"code {i:02d}" + " ok" * (i % 3)}
+               for i in range(12)]
+    losses = {}
+    for padding_free in (False, True):
+        model, tok = build_tiny_model(seed=0)
+        settings = TrainSettings(**FAST, save_checkpoints=False, padding_free=padding_free)
+        train_stage(model, tok, records, settings, tmp_path / str(padding_free), progress=False)
+        losses[padding_free] = [r["loss"] for r in read_log(tmp_path / str(padding_free))]
+    assert len(losses[True]) == len(losses[False]) == 6
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+
+    from cai_bootstrap.training.sft import fits, sft_examples
+
+    rows = sft_examples(records, tok.eos_token)
+    assert fits(rows, tok, 256) and not fits(rows, tok, 20)

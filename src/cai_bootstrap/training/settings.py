@@ -63,6 +63,10 @@ class TrainSettings(BaseModel):
     max_steps: int | None = Field(None, gt=0)
     #: Recompute activations in backward (saves memory, costs ~30% time); for big models on a GPU.
     gradient_checkpointing: bool = False
+    #: SFT batches as one sequence without padding (TRL ``padding_free``; attention kept within
+    #: each example by its position ids): the same examples per step, no compute on pad tokens.
+    #: Used only when every example fits ``max_length`` (padding-free does not truncate).
+    padding_free: bool = False
     #: Project only completion positions through the LM head on CPU too (see training/lora.py).
     completion_only_lm_head: bool = True
     #: On CPU, score tokens with `training.lm_head.TokenChunkedLogProbs` instead of TRL's
