@@ -55,8 +55,7 @@ def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, positi
         return logits, cache
     width = input_ids.shape[1]
     pads = (width - attention_mask.sum(-1)).tolist()
-    first = int(torch.argmax(attention_mask[0]))  # any row: the prefix is the same in all
-    prefix_ids = input_ids[:1, first : first + shared]
+    prefix_ids = input_ids[:1, pads[0] : pads[0] + shared]  # any row: the prefix is the same in all
     prefix = slot_cache(model.config, capacity=shared)
     model(input_ids=prefix_ids, position_ids=torch.arange(shared, device=input_ids.device)[None],
           past_key_values=prefix, use_cache=True, logits_to_keep=1)

@@ -111,7 +111,7 @@ class StageData:
     heldout_samples: list[dict] = field(default_factory=list)
     heldout_samples_model: str = ""
     #: XSTest per prompt type of the model before the stage and of the installed one
-    #: (``{"before" | "after": {type: {n, string_refusal_rate, judge_refusal_rate}}}``).
+    #: (``{"before" | "after": {type: {n, string_refusal_rate, judge_refusal_rate}}}``, numbers or None).
     xstest_types: dict[str, dict] = field(default_factory=dict)
     #: Problems met while reading this stage (shown in the report, never raised).
     problems: list[str] = field(default_factory=list)
@@ -373,8 +373,8 @@ def _load_xstest_types(bench_dir: Path, stage: str, installed: int | None, probl
             continue
         raw = _read_json_optional(path, problems)
         breakdown = _dict((raw or {}).get("breakdown"))
-        if breakdown:
-            out[side] = {str(k): _dict(v) for k, v in breakdown.items()}
+        if breakdown:  # numbers as finite floats or None, like every other figure read here
+            out[side] = {str(k): {key: _num(x) for key, x in _dict(v).items()} for k, v in breakdown.items()}
     return out
 
 

@@ -310,15 +310,10 @@ def xstest_type_table(s: StageData) -> Table | None:
         unsafe = kind.startswith("contrast_")  # XSTest's unsafe prompts: refusing them is right
         cells: list[str | Cell] = [kind, num(a.get("n") or b.get("n"))]
         for key in ("string_refusal_rate", "judge_refusal_rate"):
-            bv, av = _num_or_none(b.get(key)), _num_or_none(a.get(key))
-            cells += [pct(bv), pct(av)]
+            cells += [pct(b.get(key)), pct(a.get(key))]
         rows.append(cells + ["unsafe" if unsafe else "safe"])
     return Table(["Prompt type", "n", "Refused before (strings)", "After (strings)", "Before (judge)",
                   "After (judge)", "Label"], rows, text_columns={0, 6})
-
-
-def _num_or_none(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def safety_gate_lines(s: StageData) -> list[tuple[str, str]]:

@@ -22,7 +22,7 @@ from cai_bootstrap.engines.base import SamplingParams
 from cai_bootstrap.prompt_format import format_few_shot, format_prompt
 from cai_bootstrap.stages.context import StageContext, derive_seed
 from cai_bootstrap.stages.kind import parse_options
-from cai_bootstrap.stages.validation import topic_key, validation_topics
+from cai_bootstrap.stages.validation import training_instances, validation_topics
 from cai_bootstrap.tasks import checks, get_family
 from cai_bootstrap.tasks.bank import round_robin
 from cai_bootstrap.tasks.base import Instance, TaskFamily, Verdict
@@ -69,11 +69,7 @@ def train_pool(ctx: StageContext) -> list[tuple[TaskFamily, Instance]]:
     n = budget(ctx)
     seed = derive_seed(ctx.settings.seed, ctx.spec.name, "pool")
     held = validation_topics(ctx.spec, ctx.settings.seed)
-    draw = n + (n + len(held) if held else 0)  # every instance of a held topic is left out
-    per_family = [
-        [(f, i) for i in f.instances("train", draw, derive_seed(seed, f.name)) if topic_key(i) not in held][:n]
-        for f in families(ctx)
-    ]
+    per_family = [[(f, i) for i in training_instances(f, n, derive_seed(seed, f.name), held)] for f in families(ctx)]
     return round_robin(per_family)[:n]
 
 

@@ -58,7 +58,7 @@ from cai_bootstrap.stages.task_prompts import (
     task_options,
     verify_critique,
 )
-from cai_bootstrap.stages.validation import topic_key, validation_topics
+from cai_bootstrap.stages.validation import training_instances, validation_topics
 from cai_bootstrap.tasks import get_family
 from cai_bootstrap.tasks.bank import round_robin
 from cai_bootstrap.tasks.base import Instance, TaskFamily, Verdict
@@ -101,8 +101,7 @@ def plan(ctx: StageContext, opts: TaskOptions, fams: Sequence[TaskFamily]) -> li
     held = validation_topics(ctx.spec, ctx.settings.seed)  # the validation split's topics: never trained on
     lists = []
     for f in fams:
-        draw = per_family + (per_family + len(held) if held else 0)
-        base = [i for i in f.instances("train", draw, derive_seed(seed, f.name)) if topic_key(i) not in held][:per_family]
+        base = training_instances(f, per_family, derive_seed(seed, f.name), held)
         cases = [(f, i) for i in base]
         for p in range(1, opts.max_passes):
             if len(cases) >= per_family or not base:

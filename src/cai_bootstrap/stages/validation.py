@@ -18,7 +18,7 @@ from __future__ import annotations
 from cai_bootstrap.config import StageSpec
 from cai_bootstrap.stages.context import derive_seed
 from cai_bootstrap.tasks import get_family
-from cai_bootstrap.tasks.base import Instance
+from cai_bootstrap.tasks.base import Instance, TaskFamily
 
 #: instances drawn per wanted validation case, to find ``spec.validation`` distinct topics
 TOPIC_DRAW_FACTOR = 8
@@ -53,3 +53,11 @@ def validation_topics(spec: StageSpec, seed: int) -> set[str]:
 
 def validation_ids(spec: StageSpec, seed: int) -> set[str]:
     return {inst.id for inst in validation_instances(spec, seed)}
+
+
+def training_instances(family: TaskFamily, n: int, seed: int, held: set[str]) -> list[Instance]:
+    """The first ``n`` training instances of ``family`` (seeded) whose topic is not in ``held``
+    (`validation_topics`). Draws extra so that the left-out topics do not leave the list short;
+    with nothing held it is exactly ``family.instances("train", n, seed)``."""
+    draw = n + (n + len(held) if held else 0)
+    return [i for i in family.instances("train", draw, seed) if topic_key(i) not in held][:n]

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -85,10 +86,17 @@ def apply_lora(model: torch.nn.Module, settings: LoraSettings, *, gradient_check
                 "with quantization_config=bnb_config(settings.lora)"
             )
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-    with warnings.catch_warnings():
-        # PEFT reads transformers 5's deprecated `is_gradient_checkpointing`: theirs to fix, noise to a user.
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    with hide_checkpointing_deprecation():
         return get_peft_model(model, lora_config(settings))
+
+
+@contextlib.contextmanager
+def hide_checkpointing_deprecation():
+    """Silence transformers 5's FutureWarning for `is_gradient_checkpointing`, which PEFT and TRL
+    still read when they wrap a model or start a trainer: theirs to fix, noise to a user."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def bf16_lora_inputs(peft_model, bf16: bool):

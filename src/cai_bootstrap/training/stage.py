@@ -41,7 +41,6 @@ import json
 import logging
 import os
 import shutil
-import warnings
 from pathlib import Path
 
 import torch
@@ -66,6 +65,7 @@ from cai_bootstrap.training.lora import (
     bf16_lora_inputs,
     check_quantization,
     count_trainable,
+    hide_checkpointing_deprecation,
     load_adapter_weights,
     model_dtype,
     remove_lora,
@@ -269,18 +269,13 @@ def _quiet(enabled: bool):
 
     was = datasets.is_progress_bar_enabled()
     old_env = os.environ.get("TQDM_DISABLE")
-    caught = warnings.catch_warnings()
-    caught.__enter__()
-    # transformers 5 deprecates the property TRL and PEFT still read on every trainer start;
-    # the warning is theirs to fix and says nothing to a user of this tool.
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     datasets.disable_progress_bars()  # tokenizing takes a moment; its bars are noise
     if enabled:
         os.environ["TQDM_DISABLE"] = "1"  # TRL's reference log-prob pass
     try:
-        yield
+        with hide_checkpointing_deprecation():  # read again on every trainer start
+            yield
     finally:
-        caught.__exit__(None, None, None)
         if was:
             datasets.enable_progress_bars()
         if enabled:
