@@ -17,9 +17,10 @@ from cai_bootstrap.stages.validation import (
     topic_key,
     validation_ids,
     validation_instances,
+    validation_phrasing,
     validation_topics,
 )
-from cai_bootstrap.tasks import get_family
+from cai_bootstrap.tasks import bank, get_family
 
 ROUNDS = "stage_overrides={stage-1: {rounds: {count: 2, instances: 4, samples: 2, keep: 2}, validation: 1}}"
 ARGS = ("run", "--preset", "tiny", "--stages", "stage-1", "--no-progress", "--set", ROUNDS)
@@ -117,6 +118,11 @@ def test_validation_topics_are_distinct_and_left_out_of_every_training_pool(tmp_
     pools += [inst for r in (1, 2) for _, inst in rounds.round_instances(ctx, r)]
     assert len(pools) >= 40 + 60 - 5
     assert not {topic_key(i) for i in pools} & held
+    # validation cases are asked in phrasings that no training instance uses
+    for inst in val:
+        assert validation_phrasing(inst) == bool(bank.validation_templates(inst.family))
+    assert not any(validation_phrasing(i) for i in pools)
+    assert any(bank.validation_templates(i.family) for i in pools)
 
 
 def test_rounds_on_a_kind_without_rounds_or_with_retries_is_a_config_error():

@@ -28,7 +28,7 @@ from cai_bootstrap.prompt_format import format_prompt
 from cai_bootstrap.stages import candidates as C
 from cai_bootstrap.stages.context import StageContext, derive_seed
 from cai_bootstrap.stages.kind import StageKind
-from cai_bootstrap.stages.validation import topic_key, validation_topics
+from cai_bootstrap.stages.validation import validation_topics, withheld
 from cai_bootstrap.tasks.bank import round_robin
 from cai_bootstrap.tasks.base import Instance, TaskFamily
 
@@ -67,9 +67,9 @@ def round_instances(
     for fam in C.families(ctx):
         draw = len(first_pool) + want + len(used) + (want if held else 0)
         fresh = [i for i in fam.instances("train", draw, derive_seed(seed, fam.name))
-                 if i.id not in used and topic_key(i) not in held]
+                 if i.id not in used and not withheld(i, held)]
         if ctx.spec.rounds.reuse:
-            again = [i for f, i in first_pool if f.name == fam.name and "#" not in i.id and topic_key(i) not in held]
+            again = [i for f, i in first_pool if f.name == fam.name and "#" not in i.id and not withheld(i, held)]
             if again:
                 fresh += again * (want // len(again) + 1)
         per_family.append([(fam, i) for i in fresh])

@@ -289,7 +289,18 @@ def domains(split: str) -> list[Topic]:
 
 
 def family_templates(family: str, split: str) -> list[str]:
-    return list(load("templates")["families"][family][split])
+    """A family's phrasings for ``split``: "train" lists the training phrasings and then the
+    validation ones (`validation_templates`), which only the validation split may ask."""
+    entry = load("templates")["families"][family]
+    extra = entry.get("validation", []) if split == "train" else []
+    return list(entry[split]) + list(extra)
+
+
+@lru_cache(maxsize=None)
+def validation_templates(family: str) -> frozenset[str]:
+    """Phrasings of ``family`` kept for validation cases: never trained on when a stage has a validation split."""
+    entry = load("templates")["families"].get(family, {})
+    return frozenset(entry.get("validation", []))
 
 
 def judgement(section: str, split: str | None = None):

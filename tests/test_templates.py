@@ -1,0 +1,61 @@
+"""The hand-written instruction phrasings: train, validation and held-out kept apart."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+
+from cai_bootstrap.stages.validation import training_instances, validation_phrasing
+from cai_bootstrap.tasks import bank, get_family
+
+FAMILIES = bank.load("templates")["families"]
+WITH_VALIDATION = [name for name, entry in FAMILIES.items() if entry.get("validation")]
+
+#: word overlap (Jaccard, placeholders left out) above which two phrasings count as one reworded;
+#: the closest pair written before train phrasings were widened is 0.73
+TOO_CLOSE = 0.75
+
+
+def _words(template: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9']+", re.sub(r"\{[A-Za-z_]+\}", " ", template).lower()))
+
+
+def _phrasings(split: str) -> list[tuple[str, str]]:
+    out = [(name, t) for name, entry in FAMILIES.items() for t in entry.get(split, [])]
+    out += [(f"questions:{c}", t) for c, entry in bank.load("templates")["questions"].items() for t in entry.get(split, [])]
+    return out
+
+
+def test_training_phrasings_are_many_for_every_family_with_validation_phrasings():
+    assert len(WITH_VALIDATION) >= 20
+    for name in WITH_VALIDATION:
+        entry = FAMILIES[name]
+        assert len(entry["train"]) >= 7, name
+        splits = [set(entry["train"]), set(entry["validation"]), set(entry["heldout"])]
+        for a, b in itertools.combinations(splits, 2):
+            assert not a & b, name
+
+
+def test_no_trained_or_validation_phrasing_rewords_a_heldout_one_of_any_family():
+    trained = _phrasings("train") + _phrasings("validation")
+    for (fam_a, a), (fam_b, b) in itertools.product(trained, _phrasings("heldout")):
+        wa, wb = _words(a), _words(b)
+        if wa and wb:
+            overlap = len(wa & wb) / len(wa | wb)
+            assert overlap < TOO_CLOSE, f"{fam_a} {a!r} is close to held-out {fam_b} {b!r} ({overlap:.2f})"
+
+
+@pytest.mark.parametrize("name", WITH_VALIDATION)
+def test_train_split_lists_validation_phrasings_last_and_training_leaves_them_out(name):
+    family = get_family(name)
+    entry = FAMILIES[name]
+    assert family.templates("train") == entry["train"] + entry["validation"]
+    assert bank.validation_templates(name) == frozenset(entry["validation"])
+    everything = family.instances("train", 400, 0)
+    assert any(validation_phrasing(i) for i in everything)
+    kept = training_instances(family, 40, 0, held={"some-validation-topic"})
+    assert len(kept) == 40 and not any(validation_phrasing(i) for i in kept)
+    # without a validation split nothing is held back: training may use every phrasing
+    assert [i.id for i in training_instances(family, 40, 0, held=set())] == [i.id for i in family.instances("train", 40, 0)]
