@@ -50,11 +50,15 @@ def test_tiny_whole_curriculum_runs_with_provenance_and_status(tmp_path):
     assert manifest["input_hashes"] and manifest["curriculum"]["stages"]
     for name in manifest["stages"]:
         state = read_json(out / name / "state.json")
-        # A random tiny model cannot pass a gate: the tiny preset continues, loudly.
-        assert state["state"] == "continued", state
-        assert any(name in w and "GATE FAILED" in w for w in manifest["warnings"])
         metrics = read_json(out / name / "metrics.json")
-        assert metrics["value"] < metrics["threshold"] and metrics["passed"] is False
+        if metrics["kind"] == "constitutional" and state["state"] == "passed":
+            # four AdvBench prompts: a calibrated refusal threshold can pass the safety gate by chance
+            assert metrics["passed"] is True and "safety gate passed" in state["message"]
+        else:
+            # A random tiny model cannot pass a held-out gate: the tiny preset continues, loudly.
+            assert state["state"] == "continued", state
+            assert any(name in w and "GATE FAILED" in w for w in manifest["warnings"])
+            assert metrics["value"] < metrics["threshold"] and metrics["passed"] is False
         assert metrics["heldout"]["per_family"] and metrics["base_heldout"]["per_family"]
         assert metrics["tokens"]["generated"] > 0 and metrics["tokens"]["trained"] > 0
         lineage = read_json(out / name / "model" / "lineage.json")
@@ -72,6 +76,14 @@ def test_tiny_whole_curriculum_runs_with_provenance_and_status(tmp_path):
     # The constitutional stage (tiny preset = standard's path): a refusal-share mixture, dev-split rates.
     assert last["mixture"]["refusals"] == round(last["mixture"]["refusal_share"] * last["mixture"]["records"])
     assert set(last["dev"]["after"]) == {"unsafe_refused", "safe_refused", "discrimination"}
+    # ... and a refusal threshold chosen on the dev split, kept next to the adapter, scored again
+    cal = last["calibration"]
+    assert cal["curve"] and 0.0 <= cal["threshold"] <= 1.0 + 1e-6 and cal["chosen_by"]
+    assert set(last["dev"]["calibrated"]) == {"unsafe_refused", "safe_refused", "discrimination"}
+    assert last["safety"]["uncalibrated"]["advbench_safe_rate"] is not None
+    last_dir = out / stage_names[-1]
+    assert (last_dir / "model" / "adapter" / "refusal_calibration.json").exists()
+    assert list((last_dir / "eval").glob("heldout-*-calibrated.jsonl"))
     res = runner.invoke(app, ["status", str(out)])
     assert res.exit_code == 0 and "continued" in res.output and "stage-1" in res.output
     assert (out / "report.html").exists() and (out / "report.md").exists()

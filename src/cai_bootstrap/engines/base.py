@@ -28,6 +28,9 @@ class SamplingParams(BaseModel):
     repetition_penalty: float = Field(1.0, gt=0.0)
     #: Generate at least this many tokens (EOS and stop strings ignored until then); for benchmarks.
     min_new_tokens: int = Field(0, ge=0)
+    #: Texts the answer may not start with (refusal calibration); only engines with
+    #: ``supports_banned_starts`` honour it.
+    banned_starts: list[str] = Field(default_factory=list)
 
 
 class GenerationCancelled(RuntimeError):
@@ -38,6 +41,8 @@ class Engine(ABC):
     """Generates text for a batch of prompts (already formatted)."""
 
     name: str = "engine"
+    #: whether ``generate`` honours `SamplingParams.banned_starts`
+    supports_banned_starts: bool = False
 
     @abstractmethod
     def generate(

@@ -49,6 +49,16 @@ def _penalize_repeats(scores: torch.Tensor, seen: torch.Tensor, penalty: float) 
     return scores.scatter(-1, seen, picked)
 
 
+def _ban(scores: torch.Tensor, rows: list[int], out: list[list[int]], banned_next) -> torch.Tensor:
+    """-inf for the tokens ``banned_next(row's tokens so far)`` names, row by row."""
+    bans = [(i, tok) for i, row in enumerate(rows) for tok in banned_next(out[row])]
+    if not bans:
+        return scores
+    scores = scores.clone()
+    scores[[i for i, _ in bans], [t for _, t in bans]] = float("-inf")
+    return scores
+
+
 @torch.inference_mode()
 def decode_batch(
     model,
@@ -61,6 +71,8 @@ def decode_batch(
     seed: int = 0,
     cancelled: Callable[[], bool] | None = None,
     min_shared_prefix: int | None = MIN_SHARED_TOKENS,
+    banned_next: Callable[[list[int]], list[int]] | None = None,
+    ban_steps: int = 0,
 ) -> list[list[int]]:
     """New token ids per row (``settings.n`` adjacent rows per prompt), without the EOS token.
 
@@ -71,6 +83,8 @@ def decode_batch(
     whether a row's new tokens end in a stop string (checked once ``min_new_tokens``
     are out, like EOS). ``cancelled()`` is asked before every step; when it says yes the
     batch is abandoned with `GenerationCancelled` (the server's client went away).
+    ``banned_next(tokens)``: token ids a row whose answer so far is ``tokens`` may not take
+    next (asked during the first ``ban_steps`` steps; `start_ban.StartBan`).
     """
     n, device = settings.n, input_ids.device
     generator = torch.Generator(device=device).manual_seed(seed) if settings.temperature > 0 else None
@@ -96,6 +110,8 @@ def decode_batch(
             scores = _penalize_repeats(scores, seen, settings.repetition_penalty)
         if step < settings.min_new_tokens:
             scores = scores.index_fill(-1, eos, float("-inf"))
+        if banned_next is not None and step < ban_steps:
+            scores = _ban(scores, rows.tolist(), out, banned_next)
         tokens = pick_tokens(scores, settings, generator)
         done = torch.isin(tokens, eos).tolist()
         for i, (row, tok) in enumerate(zip(rows.tolist(), tokens.tolist())):

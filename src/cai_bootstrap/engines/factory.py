@@ -19,6 +19,7 @@ serve --model M`` serves ``M`` under that name; for vLLM start it with
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from cai_bootstrap.engines.base import Engine
 from cai_bootstrap.engines.settings import EngineSettings
@@ -30,7 +31,9 @@ def make_engine(model_ref: str, settings: EngineSettings) -> Engine:
     if settings.backend == "transformers":
         from cai_bootstrap.engines.transformers_engine import TransformersEngine
 
-        return TransformersEngine.from_ref(model_ref, dtype=settings.dtype, batch_size=settings.batch_size)
+        return with_refusal_calibration(
+            TransformersEngine.from_ref(model_ref, dtype=settings.dtype, batch_size=settings.batch_size), model_ref
+        )
     if settings.backend == "openai":
         from cai_bootstrap.engines.openai_engine import OpenAIEngine
 
@@ -53,3 +56,13 @@ def make_engine(model_ref: str, settings: EngineSettings) -> Engine:
 
         return VLLMEngine(model_ref, dtype=settings.dtype)
     raise ConfigError(f"unknown engine backend {settings.backend!r}; use transformers, openai or vllm")
+
+
+def with_refusal_calibration(engine: Engine, model_ref: str) -> Engine:
+    """``engine`` wrapped in `CalibratedEngine` when the model's adapter carries a refusal
+    calibration (a constitutional stage's model), else ``engine`` itself."""
+    from cai_bootstrap.engines.refusal_calibration import CalibratedEngine, RefusalCalibration
+
+    adapter = Path(model_ref) / "adapter"
+    calibration = RefusalCalibration.load(adapter) if adapter.is_dir() else None
+    return CalibratedEngine(engine, calibration) if calibration is not None else engine

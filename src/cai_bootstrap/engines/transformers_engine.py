@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cai_bootstrap.engines.base import DEFAULT_BATCH_SIZE, Engine, SamplingParams
 from cai_bootstrap.engines.decoding import decode_batch
 from cai_bootstrap.engines.prefill import MIN_SHARED_TOKENS
+from cai_bootstrap.engines.start_ban import StartBan
 from cai_bootstrap.models.loading import LoadedModel, load_model
 from cai_bootstrap.prompt_format import STOP_SEQUENCES, clean_response
 
@@ -49,6 +50,7 @@ def make_progress(disable: bool = False) -> Progress:
 
 class TransformersEngine(Engine):
     name = "transformers"
+    supports_banned_starts = True
 
     def __init__(self, loaded: LoadedModel, batch_size: int = DEFAULT_BATCH_SIZE, max_prompt_tokens: int = 1536):
         self.loaded = loaded
@@ -114,6 +116,7 @@ class TransformersEngine(Engine):
         results: list[list[str]] = [[] for _ in prompts]
         stopped = self._stop_check(stops) if params.min_new_tokens < params.max_new_tokens else None
         n_batches = math.ceil(len(order) / per_batch)
+        ban = StartBan(self.tokenizer, params.banned_starts) if params.banned_starts else None
         with make_progress(disable=not progress) as bar:
             task = bar.add_task(desc, total=len(prompts), rate="")
             done_tokens, t0 = 0, time.time()
@@ -124,6 +127,7 @@ class TransformersEngine(Engine):
                     self.model, enc["input_ids"], enc["attention_mask"], params,
                     eos_ids=[self.tokenizer.eos_token_id], stopped=stopped, seed=batch_seed(params.seed, b),
                     cancelled=cancel.is_set if cancel is not None else None, min_shared_prefix=self.min_shared_prefix,
+                    banned_next=ban.banned if ban else None, ban_steps=ban.steps if ban else 0,
                 )
                 texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
                 done_tokens += sum(len(t) for t in new)

@@ -62,6 +62,7 @@ from cai_bootstrap.engines.base import (
     GenerationCancelled,
     SamplingParams,
 )
+from cai_bootstrap.engines.factory import with_refusal_calibration
 from cai_bootstrap.engines.transformers_engine import TransformersEngine
 from cai_bootstrap.models.loading import model_fingerprint
 from cai_bootstrap.prompt_format import format_prompt
@@ -377,8 +378,11 @@ def run_server(
     if host not in LOOPBACK:
         log.warning("serving on %s: reachable from other machines%s", host,
                     "" if api_key else " and WITHOUT authentication (set an API key)")
-    engine = TransformersEngine.from_ref(model_ref, dtype=dtype, batch_size=batch_size)
-    loader = (lambda ref: TransformersEngine.from_ref(ref, dtype=dtype, batch_size=batch_size)) if any_model else None
+    def load(ref: str):  # a constitutional stage's model keeps its refusal calibration, as in a run
+        return with_refusal_calibration(TransformersEngine.from_ref(ref, dtype=dtype, batch_size=batch_size), ref)
+
+    engine = load(model_ref)
+    loader = load if any_model else None
     app = create_app(engine, model_name or model_ref, api_key=api_key, loader=loader, limits=limits)
     log.info("serving %s at http://%s:%d/v1", model_name or model_ref, host, port)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3)

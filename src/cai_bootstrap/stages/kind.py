@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
 from cai_bootstrap.config import ConfigError, RunSettings, StageSpec, format_validation_error
+from cai_bootstrap.engines.base import Engine
 from cai_bootstrap.evaluation.gates import GateResult, heldout_gate
 from cai_bootstrap.evaluation.heldout import HeldoutScore, evaluate_heldout
 from cai_bootstrap.evaluation.knowledge import KnowledgeSplit, fact_of, probe_facts, split_by_knowledge
@@ -94,16 +95,19 @@ def parse_options(spec: StageSpec, model: type[BaseModel]) -> BaseModel:
         raise ConfigError(format_validation_error(f"stage {spec.name!r} options", exc)) from None
 
 
-def earlier_heldout(job: StageJob, model: str, rows_file: Callable[[StageSpec], str]) -> dict[str, HeldoutScore]:
+def earlier_heldout(
+    job: StageJob, model: str, rows_file: Callable[[StageSpec], str], engine: Engine | None = None
+) -> dict[str, HeldoutScore]:
     """``model`` on the held-out set of every stage in ``job.retained_sets`` (skills kept?).
 
-    ``rows_file(earlier)`` names the per-item rows file under ``job.paths.eval``.
+    ``rows_file(earlier)`` names the per-item rows file under ``job.paths.eval``; ``engine``
+    (default: the pool's engine of ``model``) generates the answers.
     """
     out = {}
     for earlier in job.retained_sets:
         instances = stage_heldout(job.run_dir, earlier, job.settings.seed)
         out[earlier.name] = evaluate_heldout(
-            job.pool.get(model), model, instances, job.paths.eval / rows_file(earlier),
+            engine or job.pool.get(model), model, instances, job.paths.eval / rows_file(earlier),
             max_new_tokens=earlier.sampling.max_new_tokens, progress=job.progress,
         )
     return out

@@ -6,12 +6,14 @@ from pathlib import Path
 
 from cai_bootstrap.constitution import PROMPT_KINDS
 from cai_bootstrap.config import SafetyGate
+from cai_bootstrap.engines.refusal_calibration import CalibratedEngine, uncalibrated
 from cai_bootstrap.evaluation import benchmarks
 from cai_bootstrap.evaluation.benchmarks import BenchmarkResult, share
 from cai_bootstrap.evaluation.heldout import evaluate_heldout, heldout_instances
 from cai_bootstrap.evaluation.safety_gate import ModelScores, safety_gate
 from cai_bootstrap.jsonl import iter_jsonl, read_json
 from cai_bootstrap.stages.kind import StageEvaluation, StageJob, earlier_heldout
+from cai_bootstrap.stages.constitutional_stage.calibration import calibrate_on_dev
 from cai_bootstrap.stages.constitutional_stage.options import BenchmarkOptions, stage_options
 from cai_bootstrap.stages.constitutional_stage.mixture import MIXTURE_FILE
 from cai_bootstrap.stages.constitutional_stage.prompts import STATS_FILE
@@ -26,6 +28,11 @@ def evaluate_stage(job: StageJob) -> StageEvaluation:
     held-out set (``redteam`` / ``ordinary``). Per-item rows and benchmark results are kept
     under ``paths.eval``, so an interrupted evaluation resumes. ``extra["safety"]`` holds
     ``before``, ``after`` and ``gate``.
+
+    With ``refusal_calibration`` the new model's refusal threshold is chosen on the dev split
+    (`calibrate_on_dev`), saved next to its adapter, and the calibrated model is scored again
+    on everything (rows labelled ``<stage>-a<N>-calibrated``): the gate judges the model as it
+    will be used; the uncalibrated figures stay in ``extra["safety"]["uncalibrated"]``.
     """
     spec, settings, pool, paths, attempt, progress = (
         job.spec, job.settings, job.pool, job.paths, job.attempt, job.progress
@@ -36,71 +43,82 @@ def evaluate_stage(job: StageJob) -> StageEvaluation:
     own = heldout_instances(spec.families or list(PROMPT_KINDS), spec.heldout, settings.seed)
     tokens_own = spec.sampling.max_new_tokens
 
-    def heldout(model: str, label: str):
+    def heldout(engine, model: str, label: str):
         return evaluate_heldout(
-            pool.get(model), model, own, paths.eval / f"heldout-{label}.jsonl",
-            max_new_tokens=tokens_own, progress=progress,
+            engine, model, own, paths.eval / f"heldout-{label}.jsonl", max_new_tokens=tokens_own, progress=progress,
         )
 
     labels = {previous: previous, spec.name: f"{spec.name}-a{attempt}"}
-    scores, own_scores, caps = {}, {}, {}
-    for model, label in labels.items():
-        own_scores[model] = heldout(model, label)
-        caps[model] = earlier_heldout(job, model, lambda e, label=label: f"capability-{e.name}-{label}.jsonl")
+    # the new model as trained: a calibration a resumed run left next to its adapter is set apart
+    engines = {previous: pool.get(previous), spec.name: uncalibrated(pool.get(spec.name))}
+
+    def score(model: str, label: str, engine) -> tuple:
+        own_score = heldout(engine, model, label)
+        caps = earlier_heldout(job, model, lambda e: f"capability-{e.name}-{label}.jsonl", engine=engine)
         bench = {
             suite: _benchmark(
-                suite,
-                pool.get(model),
-                pool.get(judge_name) if suite != "ifeval" else None,
-                paths.eval / "benchmarks" / label,
-                opts.benchmarks,
-                settings,
-                progress,
+                suite, engine, pool.get(judge_name) if suite != "ifeval" else None,
+                paths.eval / "benchmarks" / label, opts.benchmarks, settings, progress,
             )
             for suite in ("advbench", "xstest", "ifeval")
         }
-        scores[model] = ModelScores.from_results(
-            model,
-            bench["advbench"],
-            bench["xstest"],
-            bench["ifeval"],
-            capability={name: s.mean for name, s in caps[model].items()},
-            own_heldout=own_scores[model].mean,
+        scores = ModelScores.from_results(
+            model, bench["advbench"], bench["xstest"], bench["ifeval"],
+            capability={name: s.mean for name, s in caps.items()}, own_heldout=own_score.mean,
         )
-    base = own_scores[previous] if previous == "base" else heldout("base", "base")
-    gate = safety_gate(
-        spec.safety_gate or SafetyGate(), scores[previous], scores[spec.name], stage=spec.name, where=str(paths.eval)
-    )
+        return own_score, caps, scores
+
+    results = {model: score(model, label, engines[model]) for model, label in labels.items()}
+    own_scores = {model: r[0] for model, r in results.items()}
+    dev = dev_instances(opts.redteam_seeds) if opts.dev_split else []
+    dev_figures = {
+        key: dev_rates(engines[model], model, dev, paths.eval / f"dev-{labels[model]}.jsonl", tokens_own, progress)
+        for key, model in (("before", previous), ("after", spec.name))
+    } if dev else {}
+    gate_spec = spec.safety_gate or SafetyGate()
+    calibrated = None
+    if opts.refusal_calibration and dev:
+        calibration = calibrate_on_dev(
+            engines[spec.name], dev, paths.eval / f"calibration-{labels[spec.name]}.json",
+            before_safe_refused=dev_figures["before"]["safe_refused"],
+            max_increase_pt=gate_spec.max_over_refusal_increase, max_new_tokens=tokens_own, progress=progress,
+        )
+        for adapter in (paths.train(attempt) / "adapter", paths.model / "adapter"):
+            calibration.save(adapter)
+        label = f"{labels[spec.name]}-calibrated"
+        engine = CalibratedEngine(engines[spec.name], calibration)
+        calibrated = (calibration, score(spec.name, label, engine))
+        dev_figures["calibrated"] = dev_rates(engine, spec.name, dev, paths.eval / f"dev-{label}.jsonl", tokens_own,
+                                              progress)
+        pool.drop(spec.name)  # the next user of this model loads it with its calibration
+    after = calibrated[1] if calibrated else results[spec.name]
+    base = own_scores[previous] if previous == "base" else heldout(pool.get("base"), "base", "base")
+    gate = safety_gate(gate_spec, results[previous][2], after[2], stage=spec.name, where=str(paths.eval))
     extra = {
         "previous_heldout": own_scores[previous].model_dump(),
-        "previous_retained": {name: s.model_dump() for name, s in caps[previous].items()},
+        "previous_retained": {name: s.model_dump() for name, s in results[previous][1].items()},
         "safety": {
-            "before": scores[previous].flat(),
-            "after": scores[spec.name].flat(),
+            "before": results[previous][2].flat(),
+            "after": after[2].flat(),
             "gate": gate.summary(),
             "checks": [c.model_dump() for c in gate.checks],
             "judge": f"{judge_name} ({pool.ref(judge_name)})",
         },
     }
-    if opts.dev_split:
-        dev = dev_instances(opts.redteam_seeds)
-        extra["dev"] = {
-            "n": {"unsafe": sum(i.family == "redteam" for i in dev), "safe": sum(i.family != "redteam" for i in dev)},
-            **{
-                key: dev_rates(
-                    pool.get(model), model, dev, paths.eval / f"dev-{labels[model]}.jsonl", tokens_own, progress
-                )
-                for key, model in (("before", previous), ("after", spec.name))
-            },
-        }
+    if calibrated:
+        extra["safety"]["uncalibrated"] = results[spec.name][2].flat()
+        extra["calibration"] = calibrated[0].model_dump()
+    if dev:
+        extra["dev"] = {"n": {"unsafe": sum(i.family == "redteam" for i in dev),
+                              "safe": sum(i.family != "redteam" for i in dev)}, **dev_figures}
     mixture_file = paths.root / MIXTURE_FILE
     if mixture_file.exists():
         extra["mixture"] = read_json(mixture_file)
     stats_file = paths.root / STATS_FILE
     if stats_file.exists():
         extra["constitutional"] = read_json(stats_file)
-    retained = {name: s.model_dump() for name, s in caps[spec.name].items()}
-    return StageEvaluation(gate, own_scores[spec.name], base, retained, extra)
+    retained = {name: s.model_dump() for name, s in after[1].items()}
+    return StageEvaluation(gate, after[0], base, retained, extra)
 
 
 def dev_rates(engine, model: str, instances, rows_path: Path, max_new_tokens: int, progress) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cai_bootstrap.config import StageSpec
 from cai_bootstrap.constitution import PromptKind
 from cai_bootstrap.stages.kind import parse_options
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # --------------------------------------------------------------------------- options
 
@@ -87,6 +87,18 @@ class ConstitutionalOptions(BaseModel):
         description="score the previous and the new model on the seeds' `dev` requests (harmful and look-alike; "
         "never trained on, not the held-out test): refusal rates and discrimination in metrics.json (`dev`)",
     )
+    refusal_calibration: bool = Field(
+        False,
+        description="needs dev_split: set a threshold on the new model's probability of opening with a decline, "
+        "chosen on the dev split within the gate's over-refusal limit, saved next to its adapter "
+        "(engines/refusal_calibration.py); the gate scores the calibrated model",
+    )
+
+    @model_validator(mode="after")
+    def _calibration_needs_the_dev_split(self) -> ConstitutionalOptions:
+        if self.refusal_calibration and not self.dev_split:
+            raise ValueError("refusal_calibration needs dev_split: true (the threshold is chosen on the dev split)")
+        return self
     redteam_seeds: str | None = None
     ordinary_seeds: str | None = None
     benchmarks: BenchmarkOptions = Field(default_factory=BenchmarkOptions)

@@ -29,6 +29,20 @@ from cai_bootstrap.tasks.constitutional.seeds import SeedTopic
 #: the refusal test of every pair rule: either benchmark's string rule
 refused = refused_by_either_rule
 
+#: how a trained refusal opens: in the first person, declining. Why: either string rule also
+#: counts "No. The response is rude." (a critic's verdict the stage-5 reviser wrote as its
+#: revision) and "I will be a poisoner, as long as I do not ..." ("I do not" is a GCG string):
+#: 4 of the 21 refusals runs/skills-std2 trained stage 6 on.
+_DECLINE = re.compile(
+    r"^\W*(?:i can'?t|i cannot|i can not|i won'?t|i will not|i'?m sorry|i am sorry|sorry|i'?m not able|"
+    r"i am not able|i apologi[sz]e|i'?m unable|i am unable)\b", re.IGNORECASE,
+)
+
+
+def declines(text: str) -> bool:
+    """Does ``text`` open by declining in the first person ("I can't help with ...")?"""
+    return bool(_DECLINE.match(text.replace("\u2019", "'")))
+
 
 _PROMPT_LABEL = re.compile(r"^\s*(?:user request|user|request|question|prompt|q)\s*:\s*", re.IGNORECASE)
 _REVISION_LABEL = re.compile(
@@ -148,7 +162,10 @@ def harm_echo(prompt: str, original: str, revision: str, n: int = 4) -> str | No
     return " ".join(min(echoed)) if echoed else None
 
 
-_META = re.compile(r"^\W*(?:the|this|that|your|my)\s+(?:assistant|response|answer|revision|original|critique)\b", re.I)
+_META = re.compile(
+    r"^\W*(?:(?:yes|no)\b\W*)?(?:the|this|that|your|my)\s+(?:assistant|response|answer|revision|original|critique)\b",
+    re.I,
+)
 
 
 def pair_rules(
@@ -176,6 +193,7 @@ def pair_rules(
             Result("original_nonempty", bool(tokens(original)), "empty original: nothing to prefer over"),
             Result("original_complied", not refused(original), "the original already refuses: nothing to prefer over"),
             Result("revision_refuses", refused(revision), "the revision does not refuse or redirect (refusal rules)"),
+            Result("revision_declines", declines(revision), "the revision does not open by declining (\"I can't ...\")"),
             Result(
                 "no_harm_echo",
                 (echo := harm_echo(prompt, original, revision)) is None,
