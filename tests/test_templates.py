@@ -8,7 +8,8 @@ import re
 import pytest
 
 from cai_bootstrap.stages.validation import training_instances, validation_phrasing
-from cai_bootstrap.tasks import bank, get_family
+from cai_bootstrap.tasks import bank, checks, get_family
+from cai_bootstrap.tasks.catalog import SKILL_FAMILIES
 
 FAMILIES = bank.load("templates")["families"]
 WITH_VALIDATION = [name for name, entry in FAMILIES.items() if entry.get("validation")]
@@ -59,3 +60,20 @@ def test_train_split_lists_validation_phrasings_last_and_training_leaves_them_ou
     assert len(kept) == 40 and not any(validation_phrasing(i) for i in kept)
     # without a validation split nothing is held back: training may use every phrasing
     assert [i.id for i in training_instances(family, 40, 0, held=set())] == [i.id for i in family.instances("train", 40, 0)]
+
+
+ECHO_CHECKED = [name for group in ("explicit", "generation") for name in SKILL_FAMILIES[group]]
+
+
+@pytest.mark.parametrize("name", ECHO_CHECKED)
+def test_no_phrasing_makes_a_good_answer_an_echo(name):
+    """The echo check rejects an answer that contains a fixed phrase of any phrasing: no phrasing may
+    have one that good answers use ("Opposite of {key}?" made "The opposite of loud is quiet." an echo)."""
+    family = get_family(name)
+    directives = family.directives()
+    good = [response for _, response in family.few_shot()]
+    good += [out for inst in family.instances("heldout", 40, 0) if (out := family.reference_output(inst))]
+    assert good
+    for text in good:
+        result = checks.check_no_echo(text, directives)
+        assert result.ok, f"{name}: {text!r} {result.reason}"
