@@ -56,3 +56,26 @@ def test_cli_eval_heldout_with_samples_reports_pass_at_k(tmp_path: Path) -> None
     assert result["sampled"]["k"] == 2 and result["n"] == 3
     assert 0.0 <= result["metrics"]["sample_rate"] <= result["metrics"]["pass@2"] <= 1.0
     assert sum(f["n"] for f in result["sampled"]["per_family"].values()) == 3
+
+
+def test_the_knowledge_probe_demos_ask_no_fact_of_any_bank() -> None:
+    """A probe demo that answers a case's own question makes its fact look known to the base model."""
+    from cai_bootstrap.evaluation.knowledge import DEMOS, QA_DEMOS, fact_of
+    from cai_bootstrap.tasks import FAMILIES
+    from cai_bootstrap.tasks.checks import normalize
+
+    demo_questions = {normalize(q) for q, _ in QA_DEMOS}
+    demo_sentences = [normalize(s) for s in DEMOS]
+    checked = 0
+    for name in FAMILIES:
+        for split in ("train", "heldout"):
+            for inst in get_family(name).instances(split, 2000, 0):
+                fact = fact_of(inst)
+                if fact is None:
+                    continue
+                checked += 1
+                question = inst.reference.get("question")
+                assert not (question and normalize(question) in demo_questions), (name, question)
+                prefix = normalize(fact[1])
+                assert not (len(prefix.split()) >= 2 and any(s.startswith(prefix) for s in demo_sentences)), (name, fact[1])
+    assert checked > 100

@@ -28,11 +28,13 @@ from cai_bootstrap.engines.base import Engine, SamplingParams
 from cai_bootstrap.jsonl import JsonlAppender, iter_jsonl
 from cai_bootstrap.tasks.base import Instance
 
-#: hand-written, and about facts no held-out case asks (the held-out banks are disjoint)
-DEMOS = ("The capital of France is Paris.", "The opposite of hot is cold.", "A baby dog is called a puppy.")
+#: hand-written, and about facts no bank asks (tests/test_heldout_sampling.py checks): a demo that
+#: answers a case's own question makes that fact "known" (factual_qa's "What is a baby dog
+#: called?" was a demo until 2026-12-06, and probed 8 of 8 known)
+DEMOS = ("A dozen is twelve.", "Fish live in water.", "A chessboard has 64 squares.")
 #: the same in question form, for facts whose sentence alone is ambiguous ("A cloud is ..." -> "a ball of water")
-QA_DEMOS = (("What is the capital of France?", "Paris"), ("What is the opposite of hot?", "Cold"),
-            ("What is a baby dog called?", "A puppy"))
+QA_DEMOS = (("How many is a dozen?", "Twelve"), ("Where do fish live?", "In water"),
+            ("How many squares are on a chessboard?", "64"))
 
 
 class FactProbe(BaseModel):
