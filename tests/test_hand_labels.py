@@ -56,3 +56,25 @@ def test_verifiers_agree_with_the_hand_labels_now():
     assert len(false_pos) <= 8
     agreement = sum(r["human"] == ok for r, ok in verdicts) / len(verdicts)
     assert agreement >= 0.92, agreement
+
+
+# ---------------------------------------------------------------- tasks: factual_qa (stage 0)
+
+#: 30 held-out answers of the `tasks` stage-0 models of runs/tasks-std1 (SFT) and
+#: runs/tasks-std1-dpo (SFT+DPO), every attempt, distinct (case, answer) pairs: 20 the verifier
+#: failed and 10 it passed, labelled by hand (2026-12-06). Every failure was right: a wrong fact
+#: in the right form ("The capital of Australia is Sydney.") or a cut-off answer ("The"). One
+#: pass was wrong, "The Earth is on the planet Mercury.": Mercury joined that item's wrong answers.
+FACTUAL_QA_LABELS = Path(__file__).parent / "fixtures" / "hand_labels_factual_qa.jsonl"
+
+
+def test_factual_qa_verifier_agrees_with_every_hand_label():
+    rows = [json.loads(line) for line in FACTUAL_QA_LABELS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert len(rows) == 30 and sum(not r["verifier_then"] for r in rows) == 20
+    assert sum(r["human"] == r["verifier_then"] for r in rows) == 29
+    family = get_family("factual_qa")
+    instances = {inst.id: inst for inst in family.instances("heldout", 1000, 0)}
+    for row in rows:
+        inst = instances[row["id"]]
+        assert inst.instruction == row["instruction"], row["id"]
+        assert family.verify(inst, row["output"]).passed == row["human"], row
