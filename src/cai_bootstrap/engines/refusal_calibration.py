@@ -112,20 +112,13 @@ class CalibratedEngine(Engine):
         self.calibration = calibration
         self.name = f"{inner.name}+refusal-calibration"
 
-    @property
-    def generated_tokens(self) -> int:
-        return getattr(self.inner, "generated_tokens", 0)
-
     def __getattr__(self, name: str):
-        """Everything else (tokenizer, model, prompt_ids, ...) is the wrapped engine's: the server
-        counts tokens and scores prompts with them."""
+        """Everything else (option_logprobs, generated_tokens, tokenizer, model, prompt_ids, ...) is
+        the wrapped engine's: the server counts tokens and scores prompts with them."""
         inner = self.__dict__.get("inner")
         if inner is None:
             raise AttributeError(name)
         return getattr(inner, name)
-
-    def option_logprobs(self, prompts: list[str], options: list[list[str]]) -> list[list[float]]:
-        return self.inner.option_logprobs(prompts, options)
 
     def choose(self, prompts: list[str], options: list[list[str]]) -> list[int]:
         return self.inner.choose(prompts, options)

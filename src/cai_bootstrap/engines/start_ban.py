@@ -26,7 +26,10 @@ def token_text(piece: str) -> str:
 
 
 class StartBan:
-    """``banned(tokens)``: the token ids that would make an answer begin with one of ``texts``."""
+    """``banned(tokens)``: the token ids that would make an answer begin with one of ``texts``.
+
+    Build it with `start_ban`: one per tokenizer and texts, so the vocabulary is read and each
+    completion list scanned once, not at every ``generate`` call."""
 
     def __init__(self, tokenizer, texts: Sequence[str]):
         self.texts = tuple(dict.fromkeys(texts))
@@ -34,7 +37,7 @@ class StartBan:
         self.text_of = dict(self.vocab)
         #: after this many tokens every answer is longer than the longest banned text
         self.steps = max((len(t) for t in self.texts), default=0)
-        self._memo: dict[tuple[str, bool], list[int]] = {}
+        self._memo: dict[tuple[tuple[str, ...], bool], list[int]] = {}
 
     def banned(self, tokens: list[int]) -> list[int]:
         prefix = "".join(self.text_of.get(t, "") for t in tokens).lstrip()
@@ -51,11 +54,12 @@ class StartBan:
         return self._memo[key]
 
 
-def _vocabulary(tokenizer) -> list[tuple[int, str]]:
-    return list(_cached_vocabulary(tokenizer))
+@lru_cache(maxsize=8)
+def start_ban(tokenizer, texts: tuple[str, ...]) -> StartBan:
+    """The `StartBan` of ``tokenizer`` and ``texts``, built once and reused."""
+    return StartBan(tokenizer, texts)
 
 
-@lru_cache(maxsize=4)
-def _cached_vocabulary(tokenizer) -> tuple[tuple[int, str], ...]:
+def _vocabulary(tokenizer) -> tuple[tuple[int, str], ...]:
     pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     return tuple((i, token_text(p)) for i, p in enumerate(pieces) if p is not None)

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cai_bootstrap.engines.base import DEFAULT_BATCH_SIZE, Engine, SamplingParams
 from cai_bootstrap.engines.decoding import decode_batch
 from cai_bootstrap.engines.prefill import MIN_SHARED_TOKENS
-from cai_bootstrap.engines.start_ban import StartBan
+from cai_bootstrap.engines.start_ban import start_ban
 from cai_bootstrap.models.loading import LoadedModel, load_model
 from cai_bootstrap.prompt_format import STOP_SEQUENCES, clean_response
 
@@ -116,7 +116,7 @@ class TransformersEngine(Engine):
         results: list[list[str]] = [[] for _ in prompts]
         stopped = self._stop_check(stops) if params.min_new_tokens < params.max_new_tokens else None
         n_batches = math.ceil(len(order) / per_batch)
-        ban = StartBan(self.tokenizer, params.banned_starts) if params.banned_starts else None
+        ban = start_ban(self.tokenizer, tuple(params.banned_starts)) if params.banned_starts else None
         with make_progress(disable=not progress) as bar:
             task = bar.add_task(desc, total=len(prompts), rate="")
             done_tokens, t0 = 0, time.time()
