@@ -118,13 +118,84 @@ def test_tasks_standard_preset_has_the_specification_counts():
     assert len(s2.families) == 10 and s2.examples >= 100 * 10 and s2.options["max_family_share"] * s2.examples >= 100
     for s in (s0, s1, s2):
         assert s.rounds.count >= 2 and s.rounds.reuse and s.retry.max_retries == 0
-        assert s.validation >= 4 and s.heldout >= 30 and s.heldout_known
+        assert s.validation >= 4 and s.heldout >= 30 and s.heldout_known == s.train_known == "majority"
         assert s.sampling.max_new_tokens >= max(T.family_by_name(f).max_new_tokens for f in s.families)
         # every task type has at least `heldout` distinct held-out cases
         for fam in s.families:
             assert len({i.id for i in T.family_by_name(fam).instances("heldout", s.heldout, 0)}) == s.heldout
     assert s0.training.method == "sft"  # the stage-0 DPO phase is an option (see tasks.yaml)
-    assert s3.kind == "constitutional" and s3.rounds.count == 0 and s3.validation == 0
+    assert s3.kind == "constitutional" and s3.rounds.count == 0 and s3.validation == 0 and not s3.train_known
     # the quick preset is unchanged by it: no rounds, no validation split
     quick = load_curriculum("tasks", "quick").stages
-    assert all(s.rounds.count == 0 and s.validation == 0 and not s.heldout_known for s in quick)
+    assert all(s.rounds.count == 0 and s.validation == 0 and not s.heldout_known and not s.train_known for s in quick)
+
+
+def _probe_rows(instances, known_every: int = 2) -> list[dict]:
+    """Probe-cache rows for the facts of ``instances``: every ``known_every``-th fact right in 12 of 16
+    samples, the others in 3 of 16 (known by 'sampled', not by 'majority')."""
+    facts = sorted({fact_of(i)[0]: fact_of(i) for i in instances}.items())
+    return [{"fact": f, "prefix": "", "question": "q", "answers": ans, "known": True, "greedy_correct": False,
+             "hits": 12 if n % known_every == 0 else 3, "k": 16, "samples": []}
+            for n, (f, (_, _, ans)) in enumerate(facts)]
+
+
+def test_knows_by_majority_needs_half_the_samples():
+    from cai_bootstrap.evaluation.knowledge import FactProbe
+
+    probe = FactProbe(fact="f", prefix="", answers=["a"], known=True, greedy_correct=True, hits=7, k=16, samples=[])
+    assert probe.knows("sampled") and not probe.knows("majority")
+    assert probe.model_copy(update={"hits": 8}).knows("majority")
+    assert not probe.model_copy(update={"hits": 0, "k": 0}).knows("majority")
+
+
+def test_train_known_leaves_facts_the_base_model_hardly_knows_out_of_every_training_pool(tmp_path):
+    from cai_bootstrap.jsonl import write_jsonl
+    from cai_bootstrap.stages.heldout_sets import PROBE_FILE
+    from cai_bootstrap.stages.training_facts import TRAIN_PLAN_FILE, _training_facts, plan_known_training
+
+    run = tmp_path / "run"
+    ctx = _ctx(run / "stage-0", {"stage-0": {"train_known": "majority", "validation": 1, "examples": 40,
+                                             "rounds": {"count": 2, "instances": 30, "reuse": True}}})
+    pool = _training_facts(ctx.spec, 0)
+    write_jsonl(run / PROBE_FILE, _probe_rows(pool))  # the probe is cached: no engine is needed
+    plan = plan_known_training(run, [ctx.spec], 0, base=None, progress=False)["stage-0"]
+    hardly = {fact_of(i)[0] for i in pool} - {r["fact"] for r in _probe_rows(pool) if r["hits"] >= 8}
+    assert plan["criterion"] == "majority" and plan["facts_left_out"] == len(hardly) > 0
+    assert plan["facts_probed"] == len({fact_of(i)[0] for i in pool})
+    opts = task_options(ctx)
+    first = T.plan(ctx, opts, T.stage_families(ctx, opts))
+    later = rounds.round_instances(ctx, 1, get_kind("task")) + rounds.round_instances(ctx, 2, get_kind("task"))
+    assert first and later
+    assert not {fact_of(i)[0] for _, i in first + later} & hardly
+    # 'sampled' keeps every fact that was ever right: nothing is left out, and the plan is redone for it
+    ctx.spec.train_known = "sampled"
+    assert plan_known_training(run, [ctx.spec], 0, base=None, progress=False)["stage-0"]["facts_left_out"] == 0
+    assert read_json(run / TRAIN_PLAN_FILE)["stage-0"]["criterion"] == "sampled"
+
+
+def test_train_known_refuses_a_stage_whose_facts_the_base_model_knows_none_of(tmp_path):
+    from cai_bootstrap.errors import ConfigError
+    from cai_bootstrap.jsonl import write_jsonl
+    from cai_bootstrap.stages.heldout_sets import PROBE_FILE
+    from cai_bootstrap.stages.training_facts import _training_facts, plan_known_training
+
+    spec = load_curriculum("tasks", "tiny", {"stage-0": {"train_known": "majority"}}).stages[0]
+    pool = _training_facts(spec, 0)
+    write_jsonl(tmp_path / PROBE_FILE, [{**r, "hits": 1} for r in _probe_rows(pool)])
+    with pytest.raises(ConfigError, match="knows none of the"):
+        plan_known_training(tmp_path, [spec], 0, base=None, progress=False)
+
+
+def test_a_heldout_plan_of_another_criterion_is_redone(tmp_path):
+    from cai_bootstrap.jsonl import write_jsonl
+    from cai_bootstrap.stages.heldout_sets import PROBE_FILE, plan_known_heldout, stage_heldout
+
+    spec = load_curriculum("tasks", "tiny", {"stage-0": {"heldout_known": True, "heldout": 6}}).stages[0]
+    pool = heldout_instances(spec.families, 6 * 4, 0)
+    write_jsonl(tmp_path / PROBE_FILE, _probe_rows(pool))
+    assert plan_known_heldout(tmp_path, [spec], 0, None, progress=False)["stage-0"]["unknown_facts"] == []
+    spec.heldout_known = "majority"
+    plan = plan_known_heldout(tmp_path, [spec], 0, None, progress=False)["stage-0"]
+    assert plan["criterion"] == "majority" and plan["unknown_facts"]
+    chosen = {fact_of(i)[0] for i in stage_heldout(tmp_path, spec, 0)}
+    assert len(stage_heldout(tmp_path, spec, 0)) == 6 and not chosen & set(plan["unknown_facts"])

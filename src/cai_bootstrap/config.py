@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cai_bootstrap.engines.settings import EngineSettings  # re-exported
 from cai_bootstrap.errors import ConfigError  # re-exported
@@ -95,10 +95,22 @@ class StageSpec(Strict):
     safety_gate: SafetyGate | None = None
     retry: RetrySettings = Field(default_factory=RetrySettings)
     rounds: RoundSettings = Field(default_factory=RoundSettings)
-    heldout_known: bool = Field(
-        False, description="replace held-out cases whose fact the base model never produces (few-shot cloze "
-        "probe before any stage runs, evaluation/knowledge.py) by the family's next cases whose fact it knows",
+    heldout_known: Literal[False, "sampled", "majority"] = Field(
+        False, description="replace held-out cases whose fact the base model does not know (few-shot probe "
+        "before any stage runs, evaluation/knowledge.py) by the family's next cases whose fact it knows: "
+        "'sampled' (true) counts a fact known when any of its sampled or greedy answers is right, 'majority' "
+        "when at least half of its sampled answers are",
     )
+
+    train_known: Literal[False, "sampled", "majority"] = Field(
+        False, description="leave out of training the fact-bearing instances whose fact the base model does "
+        "not know under this criterion (probed before any stage runs, stages/training_facts.py)",
+    )
+
+    @field_validator("heldout_known", "train_known", mode="before")
+    @classmethod
+    def _known_true_is_sampled(cls, value: Any) -> Any:
+        return "sampled" if value is True else value
     validation: int = Field(
         0, ge=0, description="validation cases per family, carved from the training instances (never trained "
         "on); when set, the installed round/attempt is chosen on them, not on the held-out set",

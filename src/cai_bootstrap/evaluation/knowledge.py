@@ -10,7 +10,8 @@ carries a question, the same in question form (three hand-written question-answe
 then "Question: Which colour is a cloud?\nAnswer:"), because some sentences alone are
 ambiguous ("A cloud is" -> "a small ball of water"). A fact is ``known`` when any
 continuation starts with an accepted answer, as Gekhman et al. call a fact unknown when
-the model is never right. A case whose fact has a question but no sentence (``factual_qa``)
+the model is never right; a stage that asks ``heldout_known: majority`` keeps only facts
+right in at least half of the samples (`FactProbe.knows`). A case whose fact has a question but no sentence (``factual_qa``)
 is probed in question form only.
 
 Results are cached per fact in ``<run>/knowledge/<model>.jsonl`` (one probe per fact per
@@ -49,12 +50,22 @@ class FactProbe(BaseModel):
     samples: list[str]
 
 
+    def knows(self, criterion: str) -> bool:
+        """Known under ``criterion``: 'sampled' (any sampled or greedy answer right: the complement of
+        Gekhman et al.'s Unknown) or 'majority' (at least half of the sampled answers right). A greedy
+        answer alone is too fragile to choose held-out cases by: run in another batch, bf16 rounding
+        flipped "Which is the largest planet?" from "Earth" to "Jupiter" (a fact right in 2 of 8 samples)."""
+        return self.hits * 2 >= self.k > 0 if criterion == "majority" else self.known
+
+
 class KnowledgeSplit(BaseModel):
-    """Held-out success on cases whose fact the base model knows, does not know, or that carry no fact."""
+    """Held-out success on cases whose fact the base model knows, does not know, or that carry no
+    fact; ``majority_known`` is the part of ``known`` whose fact at least half of the base model's samples get right."""
 
     known: dict[str, float | int]
     unknown: dict[str, float | int]
     no_fact: dict[str, float | int]
+    majority_known: dict[str, float | int] = {}
     unknown_facts: list[str]
 
 
@@ -80,7 +91,7 @@ def _starts_with_answer(text: str, answers: list[str]) -> bool:
 
 
 def probe_facts(
-    engine: Engine, instances: list[Instance], cache: Path, *, k: int = 8, temperature: float = 0.8,
+    engine: Engine, instances: list[Instance], cache: Path, *, k: int = 16, temperature: float = 0.8,
     seed: int = 0, progress: bool = False,
 ) -> dict[str, FactProbe]:
     """Probe every fact of ``instances`` not yet in ``cache`` (appended there); all probes by fact id."""
@@ -134,7 +145,7 @@ def probe_facts(
 def split_by_knowledge(rows: list[dict], instances: list[Instance], probes: dict[str, FactProbe]) -> KnowledgeSplit:
     """Held-out rows (``id``, ``passed``) grouped by whether the base model knows each case's fact."""
     by_id = {inst.id: inst for inst in instances}
-    groups: dict[str, list[bool]] = {"known": [], "unknown": [], "no_fact": []}
+    groups: dict[str, list[bool]] = {"known": [], "unknown": [], "no_fact": [], "majority_known": []}
     unknown: set[str] = set()
     for row in rows:
         inst = by_id.get(row["id"])
@@ -143,6 +154,8 @@ def split_by_knowledge(rows: list[dict], instances: list[Instance], probes: dict
             groups["no_fact"].append(bool(row["passed"]))
         elif probes[fact[0]].known:
             groups["known"].append(bool(row["passed"]))
+            if probes[fact[0]].knows("majority"):
+                groups["majority_known"].append(bool(row["passed"]))
         else:
             groups["unknown"].append(bool(row["passed"]))
             unknown.add(fact[0])

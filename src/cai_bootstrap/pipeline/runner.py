@@ -36,6 +36,7 @@ from cai_bootstrap.runs.layout import FINISHED, StagePaths, StageStatus, now_iso
 from cai_bootstrap.runs.pool import ModelPool
 from cai_bootstrap.stages import rounds
 from cai_bootstrap.stages.heldout_sets import plan_known_heldout
+from cai_bootstrap.stages.training_facts import plan_known_training
 from cai_bootstrap.stages.kind import StageJob, StageKind
 from cai_bootstrap.stages.metrics import stage_metrics
 from cai_bootstrap.stages.registry import get_kind, stage_job
@@ -67,6 +68,10 @@ def _execute(run_dir: Path, console: Console, progress: bool) -> list[StageStatu
             console.print(f"{name}: held-out set of {p['cases']} cases; {p['replaced']} cases whose fact the base "
                           f"model never produced were replaced ({len(p['unknown_facts'])} of {p['facts_probed']} "
                           "facts probed unknown)")
+    if any(s.train_known for s in stages):  # before any stage runs: which training facts the base knows
+        for name, p in plan_known_training(run_dir, stages, settings.seed, pool.get("base"), progress).items():
+            console.print(f"{name}: {p['facts_left_out']} of {p['facts_probed']} training facts left out of "
+                          f"training, the base model not knowing them ({p['criterion']})")
     results = []
     for index in range(len(stages)):
         results.append(run_stage(run_dir, stages, index, settings, pool, console, progress))

@@ -189,9 +189,12 @@ def knowledge_table(s: StageData) -> Table | None:
     if not split:
         return None
     rows: list[list[str | Cell]] = []
-    for key, label in (("known", "fact the base model knows"), ("unknown", "fact the base model never produced"),
-                       ("no_fact", "no fact to know")):
-        g = split[key]
+    for key, label in (("known", "fact the base model knows"),
+                       ("majority_known", "of which at least half its samples are right"),
+                       ("unknown", "fact the base model never produced"), ("no_fact", "no fact to know")):
+        g = split.get(key)
+        if g is None:  # runs from before majority_known was reported
+            continue
         rows.append([label, num(g["n"]), rate_text(g["passed"], g["n"])])
     return Table(["Held-out cases", "Cases", "Stage model"], rows)
 

@@ -22,7 +22,8 @@ from cai_bootstrap.engines.base import SamplingParams
 from cai_bootstrap.prompt_format import format_few_shot, format_prompt
 from cai_bootstrap.stages.context import StageContext, derive_seed
 from cai_bootstrap.stages.kind import parse_options
-from cai_bootstrap.stages.validation import training_instances, validation_topics
+from cai_bootstrap.stages.training_facts import withheld_topics
+from cai_bootstrap.stages.validation import training_instances
 from cai_bootstrap.tasks import checks, get_family
 from cai_bootstrap.tasks.bank import round_robin
 from cai_bootstrap.tasks.base import Instance, TaskFamily, Verdict
@@ -68,7 +69,7 @@ def train_pool(ctx: StageContext) -> list[tuple[TaskFamily, Instance]]:
     """
     n = budget(ctx)
     seed = derive_seed(ctx.settings.seed, ctx.spec.name, "pool")
-    held = validation_topics(ctx.spec, ctx.settings.seed)
+    held = withheld_topics(ctx.run_dir, ctx.spec, ctx.settings.seed)
     per_family = [[(f, i) for i in training_instances(f, n, derive_seed(seed, f.name), held)] for f in families(ctx)]
     return round_robin(per_family)[:n]
 

@@ -106,6 +106,10 @@ class StageContext:
     chunk_size: int = 16
 
     @property
+    def run_dir(self) -> Path:
+        return self.stage_dir.parent
+
+    @property
     def seed(self) -> int:
         return derive_seed(self.settings.seed, self.spec.name, self.attempt)
 

@@ -39,14 +39,17 @@ def plan_known_heldout(run_dir: Path, stages: list[StageSpec], seed: int, base: 
     """Probe the base model on the facts of every ``heldout_known`` stage's candidate cases; write the plan."""
     plan_file = run_dir / PLAN_FILE
     plan = read_json(plan_file) if plan_file.exists() else {}
-    wanted = [s for s in stages if s.heldout_known and s.name not in plan]
+    # a plan written before the criterion was recorded used 'sampled'
+    wanted = [s for s in stages if s.heldout_known
+              and plan.get(s.name, {}).get("criterion", "sampled" if s.name in plan else None) != s.heldout_known]
     for spec in wanted:
         pool = heldout_instances(spec.families, spec.heldout * KNOWN_POOL_FACTOR, seed)
         probes = probe_facts(base, pool, run_dir / PROBE_FILE, seed=seed, progress=progress)
-        unknown = sorted({f[0] for i in pool if (f := fact_of(i)) and not probes[f[0]].known})
+        unknown = sorted({f[0] for i in pool if (f := fact_of(i)) and not probes[f[0]].knows(spec.heldout_known)})
         first = heldout_instances(spec.families, spec.heldout, seed)
         chosen = {i.id for i in heldout_instances(spec.families, spec.heldout, seed, set(unknown))}
         plan[spec.name] = {
+            "criterion": spec.heldout_known,
             "unknown_facts": unknown,
             "replaced": sum(i.id not in chosen for i in first),
             "cases": len(chosen),

@@ -28,7 +28,8 @@ from cai_bootstrap.prompt_format import format_prompt
 from cai_bootstrap.stages import candidates as C
 from cai_bootstrap.stages.context import StageContext, derive_seed
 from cai_bootstrap.stages.kind import StageKind
-from cai_bootstrap.stages.validation import validation_topics, withheld
+from cai_bootstrap.stages.training_facts import withheld_topics
+from cai_bootstrap.stages.validation import withheld
 from cai_bootstrap.tasks.bank import round_robin
 from cai_bootstrap.tasks.base import Instance, TaskFamily
 
@@ -60,7 +61,7 @@ def round_instances(
     if first_pool is None:
         first_pool = C.train_pool(ctx.for_attempt(0))
     used = {inst.id for _, inst in first_pool}
-    held = validation_topics(ctx.spec, ctx.settings.seed)
+    held = withheld_topics(ctx.run_dir, ctx.spec, ctx.settings.seed)
     want = per_round(ctx.spec) * round_index  # rounds 1..r take consecutive slices of one fresh list
     seed = derive_seed(ctx.settings.seed, ctx.spec.name, "rounds")
     per_family = []

@@ -58,7 +58,8 @@ from cai_bootstrap.stages.task_prompts import (
     task_options,
     verify_critique,
 )
-from cai_bootstrap.stages.validation import training_instances, validation_topics
+from cai_bootstrap.stages.training_facts import withheld_topics
+from cai_bootstrap.stages.validation import training_instances
 from cai_bootstrap.tasks import get_family
 from cai_bootstrap.tasks.bank import round_robin
 from cai_bootstrap.tasks.base import Instance, TaskFamily, Verdict
@@ -98,7 +99,7 @@ def plan(ctx: StageContext, opts: TaskOptions, fams: Sequence[TaskFamily]) -> li
     n = max(1, round(ctx.target_examples * opts.oversample))
     per_family = math.ceil(n / len(fams))
     seed = derive_seed(ctx.settings.seed, ctx.spec.name, "plan")
-    held = validation_topics(ctx.spec, ctx.settings.seed)  # the validation split's topics: never trained on
+    held = withheld_topics(ctx.run_dir, ctx.spec, ctx.settings.seed)  # validation topics, unknown facts
     lists = []
     for f in fams:
         base = training_instances(f, per_family, derive_seed(seed, f.name), held)

@@ -1,0 +1,77 @@
+"""Training topics a stage leaves out: its validation split's, and, where the stage asks so
+(``train_known``), the facts the base model does not know.
+
+Why leave unknown facts out of training: Gekhman et al. (2024, "Does fine-tuning LLMs on new
+knowledge encourage hallucinations?") fine-tuned on questions the model did and did not know
+and found the unknown ones learnt slowly and, once learnt, raising hallucination on held-out
+questions; training on known facts taught the format and kept the knowledge. A stage's
+records are its writers' verified answers, so a fact the base model states right in 1 of 8
+samples still reaches training as a confident sentence. `plan_known_training` probes the base
+model on every training fact of such a stage before any stage runs and writes
+``<run>/knowledge/train.json`` (per stage: the criterion, the topics left out); `withheld_topics`
+reads it, so the first data and every round draw from the same pool.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cai_bootstrap.config import StageSpec
+from cai_bootstrap.engines.base import Engine
+from cai_bootstrap.errors import ConfigError
+from cai_bootstrap.evaluation.knowledge import fact_of, probe_facts
+from cai_bootstrap.jsonl import atomic_write_json, read_json
+from cai_bootstrap.stages.heldout_sets import PROBE_FILE
+from cai_bootstrap.stages.validation import topic_key, validation_topics
+from cai_bootstrap.tasks import get_family
+from cai_bootstrap.tasks.base import Instance
+from cai_bootstrap.tasks.types import TASK_TYPES, task_family
+
+TRAIN_PLAN_FILE = Path("knowledge") / "train.json"
+#: instances drawn per family to list its training facts (every item under every phrasing of the banks shipped)
+ALL_INSTANCES = 100_000
+
+
+def _training_facts(spec: StageSpec, seed: int) -> list[Instance]:
+    out: list[Instance] = []
+    for name in spec.families:
+        family = task_family(name) if name in TASK_TYPES else get_family(name)
+        out += [i for i in family.instances("train", ALL_INSTANCES, seed) if fact_of(i)]
+    return out
+
+
+def plan_known_training(run_dir: Path, stages: list[StageSpec], seed: int, base: Engine,
+                        progress: bool = True) -> dict:
+    """Probe the base model on the training facts of every ``train_known`` stage; write the plan."""
+    plan_file = run_dir / TRAIN_PLAN_FILE
+    plan = read_json(plan_file) if plan_file.exists() else {}
+    for spec in stages:
+        if not spec.train_known or plan.get(spec.name, {}).get("criterion") == spec.train_known:
+            continue
+        pool = _training_facts(spec, seed)
+        probes = probe_facts(base, pool, run_dir / PROBE_FILE, seed=seed, progress=progress)
+        unknown = [i for i in pool if not probes[fact_of(i)[0]].knows(spec.train_known)]  # type: ignore[index]
+        if pool and len(unknown) == len(pool):
+            raise ConfigError(f"{spec.name}: the base model knows none of the {len(pool)} training cases' facts "
+                           f"(train_known: {spec.train_known}), so nothing would be left to train on; set "
+                           "train_known: false for this stage")
+        plan[spec.name] = {
+            "criterion": spec.train_known,
+            "unknown_topics": sorted({topic_key(i) for i in unknown}),
+            "facts_probed": len({fact_of(i)[0] for i in pool}),  # type: ignore[index]
+            "facts_left_out": len({fact_of(i)[0] for i in unknown}),  # type: ignore[index]
+        }
+        atomic_write_json(plan_file, plan)
+    return plan
+
+
+def withheld_topics(run_dir: Path, spec: StageSpec, seed: int) -> set[str]:
+    """`topic_key` of every training topic the stage leaves out (`validation.withheld` reads it)."""
+    held = validation_topics(spec, seed)
+    if spec.train_known:
+        plan = run_dir / TRAIN_PLAN_FILE
+        if not plan.exists():
+            raise FileNotFoundError(f"{plan}: the training-facts plan of a stage with train_known is written "
+                                    "before any stage runs; resume the run to write it")
+        held |= set(read_json(plan)[spec.name]["unknown_topics"])
+    return held
