@@ -66,8 +66,8 @@ def _execute(run_dir: Path, console: Console, progress: bool) -> list[StageStatu
         plan = plan_known_heldout(run_dir, stages, settings.seed, pool.get("base"), progress)
         for name, p in plan.items():
             console.print(f"{name}: held-out set of {p['cases']} cases; {p['replaced']} cases whose fact the base "
-                          f"model never produced were replaced ({len(p['unknown_facts'])} of {p['facts_probed']} "
-                          "facts probed unknown)")
+                          f"model does not know ({p.get('criterion', 'sampled')}) were replaced "
+                          f"({len(p['unknown_facts'])} of {p['facts_probed']} facts probed unknown)")
     if any(s.train_known for s in stages):  # before any stage runs: which training facts the base knows
         for name, p in plan_known_training(run_dir, stages, settings.seed, pool.get("base"), progress).items():
             console.print(f"{name}: {p['facts_left_out']} of {p['facts_probed']} training facts left out of "
