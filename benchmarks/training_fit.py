@@ -34,7 +34,7 @@ from cai_bootstrap.runs.layout import StagePaths
 from cai_bootstrap.stages.context import derive_seed
 from cai_bootstrap.stages.heldout_sets import stage_heldout
 from cai_bootstrap.stages.registry import get_kind
-from cai_bootstrap.stages.validation import validation_instances
+from cai_bootstrap.stages.training_facts import stage_validation
 from cai_bootstrap.tasks import get_family
 from cai_bootstrap.training import train_stage
 from cai_bootstrap.training.settings import TrainSettings
@@ -60,9 +60,9 @@ class SaveEachEpoch(TrainerCallback):
         save_weights(model, self.settings, self.root / f"epoch-{int(round(state.epoch))}", self.dtype)
 
 
-def study_validation(spec, seed: int, used: set[str], per_family: int) -> list:
+def study_validation(run_dir: Path, spec, seed: int, used: set[str], per_family: int) -> list:
     """The stage's validation split plus fresh training instances up to ``per_family`` a family."""
-    base = validation_instances(spec, seed)
+    base = stage_validation(run_dir, spec, seed)
     taken = {i.id for i in base} | used
     out = list(base)
     for name in spec.families:
@@ -122,7 +122,7 @@ def main() -> None:
     extras = get_kind(spec.kind).extra_records(spec, paths, len(own), settings.seed)
     records = own + replay + [r for rows in extras.values() for r in rows]
     used = {r.get("instance") or r["key"].split("@")[0] for r in iter_jsonl(paths.data)}
-    val = study_validation(spec, settings.seed, used, args.validation_per_family)
+    val = study_validation(args.run, spec, settings.seed, used, args.validation_per_family)
     stage_index = manifest["stages"].index(spec.name)
     previous = manifest["stages"][stage_index - 1] if stage_index else None
     parent = read_lineage(args.run / previous / "model") if previous else {"base": settings.model, "adapters": []}

@@ -167,6 +167,12 @@ def test_train_known_leaves_facts_the_base_model_hardly_knows_out_of_every_train
     later = rounds.round_instances(ctx, 1, get_kind("task")) + rounds.round_instances(ctx, 2, get_kind("task"))
     assert first and later
     assert not {fact_of(i)[0] for _, i in first + later} & hardly
+    # the validation split asks known facts only, like training and held-out
+    from cai_bootstrap.stages.training_facts import stage_validation
+
+    val = stage_validation(run, ctx.spec, 0)
+    assert len(val) == 1 and not {fact_of(i)[0] for i in val} & hardly
+    assert not {topic_key(i) for i in val} & {topic_key(i) for _, i in first + later}
     # 'sampled' keeps every fact that was ever right: nothing is left out, and the plan is redone for it
     ctx.spec.train_known = "sampled"
     assert plan_known_training(run, [ctx.spec], 0, base=None, progress=False)["stage-0"]["facts_left_out"] == 0

@@ -36,11 +36,10 @@ from cai_bootstrap.runs.layout import FINISHED, StagePaths, StageStatus, now_iso
 from cai_bootstrap.runs.pool import ModelPool
 from cai_bootstrap.stages import rounds
 from cai_bootstrap.stages.heldout_sets import plan_known_heldout
-from cai_bootstrap.stages.training_facts import plan_known_training
+from cai_bootstrap.stages.training_facts import plan_known_training, stage_validation
 from cai_bootstrap.stages.kind import StageJob, StageKind
 from cai_bootstrap.stages.metrics import stage_metrics
 from cai_bootstrap.stages.registry import get_kind, stage_job
-from cai_bootstrap.stages.validation import validation_instances
 
 __all__ = [
     "GateFailed", "RunError", "create_run", "execute", "execute_controls", "extend_run", "keep_best_attempt",
@@ -184,7 +183,7 @@ def validation_score(job: StageJob) -> HeldoutScore:
     """The stage model on the stage's validation split (training instances never trained on)."""
     spec = job.spec
     return evaluate_heldout(
-        job.pool.get(spec.name), spec.name, validation_instances(spec, job.settings.seed),
+        job.pool.get(spec.name), spec.name, stage_validation(job.run_dir, spec, job.settings.seed),
         job.paths.eval / f"validation-a{job.attempt}.jsonl", max_new_tokens=spec.sampling.max_new_tokens,
         progress=job.progress,
     )

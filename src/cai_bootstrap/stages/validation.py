@@ -40,9 +40,10 @@ def validation_phrasing(inst: Instance) -> bool:
     return inst.reference.get("template") in bank.validation_templates(inst.family)
 
 
-def validation_instances(spec: StageSpec, seed: int) -> list[Instance]:
+def validation_instances(spec: StageSpec, seed: int, exclude: frozenset[str] = frozenset()) -> list[Instance]:
     """``spec.validation`` training instances of distinct topics per family, asked in the
-    family's validation phrasings where it has some, never trained on (empty when 0)."""
+    family's validation phrasings where it has some, never trained on (empty when 0); none of
+    a topic in ``exclude`` (`training_facts.stage_validation`: facts the base model does not know)."""
     if spec.validation <= 0:
         return []
     out: list[Instance] = []
@@ -55,7 +56,7 @@ def validation_instances(spec: StageSpec, seed: int) -> list[Instance]:
                                 derive_seed(seed, spec.name, "validation", name))
         seen: set[str] = set()
         for inst in draw:
-            if phrasings and not validation_phrasing(inst):
+            if (phrasings and not validation_phrasing(inst)) or topic_key(inst) in exclude:
                 continue
             if topic_key(inst) not in seen and len(seen) < spec.validation:
                 seen.add(topic_key(inst))
@@ -63,9 +64,9 @@ def validation_instances(spec: StageSpec, seed: int) -> list[Instance]:
     return out
 
 
-def validation_topics(spec: StageSpec, seed: int) -> set[str]:
+def validation_topics(spec: StageSpec, seed: int, exclude: frozenset[str] = frozenset()) -> set[str]:
     """`topic_key` of every validation case: no training instance may share one."""
-    return {topic_key(inst) for inst in validation_instances(spec, seed)}
+    return {topic_key(inst) for inst in validation_instances(spec, seed, exclude)}
 
 
 def validation_ids(spec: StageSpec, seed: int) -> set[str]:
