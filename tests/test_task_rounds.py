@@ -197,7 +197,9 @@ def test_a_heldout_plan_of_another_criterion_is_redone(tmp_path):
     from cai_bootstrap.stages.heldout_sets import PROBE_FILE, plan_known_heldout, stage_heldout
 
     spec = load_curriculum("tasks", "tiny", {"stage-0": {"heldout_known": True, "heldout": 6}}).stages[0]
-    pool = heldout_instances(spec.families, 6 * 4, 0)
+    from cai_bootstrap.evaluation.heldout import KNOWN_POOL_FACTOR
+
+    pool = heldout_instances(spec.families, 6 * KNOWN_POOL_FACTOR, 0)
     write_jsonl(tmp_path / PROBE_FILE, _probe_rows(pool))
     assert plan_known_heldout(tmp_path, [spec], 0, None, progress=False)["stage-0"]["unknown_facts"] == []
     spec.heldout_known = "majority"
@@ -205,3 +207,10 @@ def test_a_heldout_plan_of_another_criterion_is_redone(tmp_path):
     assert plan["criterion"] == "majority" and plan["unknown_facts"]
     chosen = {fact_of(i)[0] for i in stage_heldout(tmp_path, spec, 0)}
     assert len(stage_heldout(tmp_path, spec, 0)) == 6 and not chosen & set(plan["unknown_facts"])
+    assert plan["pool_factor"] == KNOWN_POOL_FACTOR
+    # a plan written before the pool factor was recorded keeps choosing among 4 x the cases, as its run did
+    from cai_bootstrap.jsonl import atomic_write_json
+    from cai_bootstrap.stages.heldout_sets import PLAN_FILE
+
+    atomic_write_json(tmp_path / PLAN_FILE, {"stage-0": {k: v for k, v in plan.items() if k != "pool_factor"}})
+    assert stage_heldout(tmp_path, spec, 0) == heldout_instances(spec.families, 6, 0, set(plan["unknown_facts"]), 4)

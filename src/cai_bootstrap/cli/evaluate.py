@@ -151,7 +151,11 @@ def _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, row
         from cai_bootstrap.models.registry import cache_dir
         from cai_bootstrap.stages.heldout_sets import plan_known_heldout, stage_heldout
 
-        probe_dir = cache_dir() / "knowledge" / base.replace("/", "--") / f"{cur_name}-{preset}-seed{seed}"
+        from cai_bootstrap.evaluation.heldout import KNOWN_POOL_FACTOR
+
+        # a plan is kept per pool factor: a run's plan never changes once written, a cached one follows the code
+        probe_dir = (cache_dir() / "knowledge" / base.replace("/", "--")
+                     / f"{cur_name}-{preset}-seed{seed}-pool{KNOWN_POOL_FACTOR}")
         base_engine = engine if base == model else make_cli_engine(base, "auto", DEFAULT_BATCH_SIZE)
         plan = plan_known_heldout(probe_dir, [spec], seed, base_engine, progress=True)[spec.name]
         instances = stage_heldout(probe_dir, spec, seed)[: limit or None]

@@ -19,20 +19,23 @@ from cai_bootstrap.jsonl import atomic_write_json, read_json
 from cai_bootstrap.tasks.base import Instance
 
 PLAN_FILE = Path("knowledge") / "heldout.json"
+#: the pool factor of plans written before it was recorded
+OLD_POOL_FACTOR = 4
 #: the base model's probe of every fact asked so far, one line per fact (shared by the plan and the reports)
 PROBE_FILE = Path("knowledge") / "base.jsonl"
 
 
 def stage_heldout(run_dir: Path, spec: StageSpec, seed: int) -> list[Instance]:
     """The held-out cases that score ``spec`` in this run."""
-    unknown: set[str] = set()
-    if spec.heldout_known:
-        plan = run_dir / PLAN_FILE
-        if not plan.exists():
-            raise FileNotFoundError(f"{plan}: the held-out plan of a stage with heldout_known is written "
-                                    "before any stage runs; resume the run to write it")
-        unknown = set(read_json(plan)[spec.name]["unknown_facts"])
-    return heldout_instances(spec.families, spec.heldout, seed, unknown)
+    if not spec.heldout_known:
+        return heldout_instances(spec.families, spec.heldout, seed)
+    plan = run_dir / PLAN_FILE
+    if not plan.exists():
+        raise FileNotFoundError(f"{plan}: the held-out plan of a stage with heldout_known is written "
+                                "before any stage runs; resume the run to write it")
+    entry = read_json(plan)[spec.name]
+    return heldout_instances(spec.families, spec.heldout, seed, set(entry["unknown_facts"]),
+                             entry.get("pool_factor", OLD_POOL_FACTOR))
 
 
 def plan_known_heldout(run_dir: Path, stages: list[StageSpec], seed: int, base: Engine, progress: bool = True) -> dict:
@@ -47,9 +50,10 @@ def plan_known_heldout(run_dir: Path, stages: list[StageSpec], seed: int, base: 
         probes = probe_facts(base, pool, run_dir / PROBE_FILE, seed=seed, progress=progress)
         unknown = sorted({f[0] for i in pool if (f := fact_of(i)) and not probes[f[0]].knows(spec.heldout_known)})
         first = heldout_instances(spec.families, spec.heldout, seed)
-        chosen = {i.id for i in heldout_instances(spec.families, spec.heldout, seed, set(unknown))}
+        chosen = {i.id for i in heldout_instances(spec.families, spec.heldout, seed, set(unknown), KNOWN_POOL_FACTOR)}
         plan[spec.name] = {
             "criterion": spec.heldout_known,
+            "pool_factor": KNOWN_POOL_FACTOR,
             "unknown_facts": unknown,
             "replaced": sum(i.id not in chosen for i in first),
             "cases": len(chosen),
