@@ -156,7 +156,7 @@ def test_train_known_leaves_facts_the_base_model_hardly_knows_out_of_every_train
     run = tmp_path / "run"
     ctx = _ctx(run / "stage-0", {"stage-0": {"train_known": "majority", "validation": 1, "examples": 40,
                                              "rounds": {"count": 2, "instances": 30, "reuse": True}}})
-    pool = _training_facts(ctx.spec, 0)
+    pool = [inst for inst, _ in _training_facts(ctx.spec, 0)]
     write_jsonl(run / PROBE_FILE, _probe_rows(pool))  # the probe is cached: no engine is needed
     plan = plan_known_training(run, [ctx.spec], 0, base=None, progress=False)["stage-0"]
     hardly = {fact_of(i)[0] for i in pool} - {r["fact"] for r in _probe_rows(pool) if r["hits"] >= 8}
@@ -186,7 +186,7 @@ def test_train_known_refuses_a_stage_whose_facts_the_base_model_knows_none_of(tm
     from cai_bootstrap.stages.training_facts import _training_facts, plan_known_training
 
     spec = load_curriculum("tasks", "tiny", {"stage-0": {"train_known": "majority"}}).stages[0]
-    pool = _training_facts(spec, 0)
+    pool = [inst for inst, _ in _training_facts(spec, 0)]
     write_jsonl(tmp_path / PROBE_FILE, [{**r, "hits": 1} for r in _probe_rows(pool)])
     with pytest.raises(ConfigError, match="knows none of the"):
         plan_known_training(tmp_path, [spec], 0, base=None, progress=False)

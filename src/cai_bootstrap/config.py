@@ -101,16 +101,10 @@ class StageSpec(Strict):
         "'sampled' (true) counts a fact known when any of its sampled or greedy answers is right, 'majority' "
         "when at least half of its sampled answers are",
     )
-
     train_known: Literal[False, "sampled", "majority"] = Field(
         False, description="leave out of training the fact-bearing instances whose fact the base model does "
         "not know under this criterion (probed before any stage runs, stages/training_facts.py)",
     )
-
-    @field_validator("heldout_known", "train_known", mode="before")
-    @classmethod
-    def _known_true_is_sampled(cls, value: Any) -> Any:
-        return "sampled" if value is True else value
     validation: int = Field(
         0, ge=0, description="validation cases per family, carved from the training instances (never trained "
         "on); when set, the installed round/attempt is chosen on them, not on the held-out set",
@@ -122,6 +116,11 @@ class StageSpec(Strict):
         description="add this share (of the stage's own training records) of kept records from earlier "
         "stages to the training set, against forgetting earlier skills",
     )
+
+    @field_validator("heldout_known", "train_known", mode="before")
+    @classmethod
+    def _known_true_is_sampled(cls, value: Any) -> Any:
+        return "sampled" if value is True else value
 
 
 class Curriculum(Strict):

@@ -11,8 +11,8 @@ then "Question: Which colour is a cloud?\nAnswer:"), because some sentences alon
 ambiguous ("A cloud is" -> "a small ball of water"). A fact is ``known`` when any
 continuation starts with an accepted answer, as Gekhman et al. call a fact unknown when
 the model is never right; a stage that asks ``heldout_known: majority`` keeps only facts
-right in at least half of the samples (`FactProbe.knows`). A case whose fact has a question but no sentence (``factual_qa``)
-is probed in question form only.
+right in at least half of the samples (`FactProbe.knows`). A case whose fact has a question
+but no sentence (``factual_qa``) is probed in question form only.
 
 Results are cached per fact in ``<run>/knowledge/<model>.jsonl`` (one probe per fact per
 run), and a stage's held-out score is reported apart for known and unknown facts.
@@ -49,7 +49,6 @@ class FactProbe(BaseModel):
     k: int
     samples: list[str]
 
-
     def knows(self, criterion: str) -> bool:
         """Known under ``criterion``: 'sampled' (any sampled or greedy answer right: the complement of
         Gekhman et al.'s Unknown) or 'majority' (at least half of the sampled answers right). A greedy
@@ -60,7 +59,8 @@ class FactProbe(BaseModel):
 
 class KnowledgeSplit(BaseModel):
     """Held-out success on cases whose fact the base model knows, does not know, or that carry no
-    fact; ``majority_known`` is the part of ``known`` whose fact at least half of the base model's samples get right."""
+    fact; ``majority_known`` is the part of ``known`` whose fact at least half of the base model's
+    samples get right."""
 
     known: dict[str, float | int]
     unknown: dict[str, float | int]

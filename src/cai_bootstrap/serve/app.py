@@ -62,7 +62,8 @@ from cai_bootstrap.engines.base import (
     GenerationCancelled,
     SamplingParams,
 )
-from cai_bootstrap.engines.factory import with_refusal_calibration
+from cai_bootstrap.engines.factory import make_engine
+from cai_bootstrap.engines.settings import EngineSettings
 from cai_bootstrap.engines.transformers_engine import TransformersEngine
 from cai_bootstrap.models.loading import model_fingerprint
 from cai_bootstrap.prompt_format import format_prompt
@@ -378,8 +379,8 @@ def run_server(
     if host not in LOOPBACK:
         log.warning("serving on %s: reachable from other machines%s", host,
                     "" if api_key else " and WITHOUT authentication (set an API key)")
-    def load(ref: str):  # a constitutional stage's model keeps its refusal calibration, as in a run
-        return with_refusal_calibration(TransformersEngine.from_ref(ref, dtype=dtype, batch_size=batch_size), ref)
+    def load(ref: str):  # as a run loads it: a constitutional stage's model keeps its refusal calibration
+        return make_engine(ref, EngineSettings(dtype=dtype or "auto", batch_size=batch_size))
 
     engine = load(model_ref)
     loader = load if any_model else None

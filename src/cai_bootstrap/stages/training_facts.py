@@ -25,19 +25,16 @@ from cai_bootstrap.stages.heldout_sets import PROBE_FILE
 from cai_bootstrap.stages.validation import topic_key, validation_instances, validation_topics
 from cai_bootstrap.tasks import get_family
 from cai_bootstrap.tasks.base import Instance
-from cai_bootstrap.tasks.types import TASK_TYPES, task_family
 
 TRAIN_PLAN_FILE = Path("knowledge") / "train.json"
 #: instances drawn per family to list its training facts (every item under every phrasing of the banks shipped)
 ALL_INSTANCES = 100_000
 
 
-def _training_facts(spec: StageSpec, seed: int) -> list[Instance]:
-    out: list[Instance] = []
-    for name in spec.families:
-        family = task_family(name) if name in TASK_TYPES else get_family(name)
-        out += [i for i in family.instances("train", ALL_INSTANCES, seed) if fact_of(i)]
-    return out
+def _training_facts(spec: StageSpec, seed: int) -> list[tuple[Instance, str]]:
+    """Every fact-bearing training instance of the stage's families, with its fact id."""
+    draws = (get_family(name).instances("train", ALL_INSTANCES, seed) for name in spec.families)
+    return [(inst, fact[0]) for draw in draws for inst in draw if (fact := fact_of(inst))]
 
 
 def plan_known_training(run_dir: Path, stages: list[StageSpec], seed: int, base: Engine,
@@ -49,17 +46,17 @@ def plan_known_training(run_dir: Path, stages: list[StageSpec], seed: int, base:
         if not spec.train_known or plan.get(spec.name, {}).get("criterion") == spec.train_known:
             continue
         pool = _training_facts(spec, seed)
-        probes = probe_facts(base, pool, run_dir / PROBE_FILE, seed=seed, progress=progress)
-        unknown = [i for i in pool if not probes[fact_of(i)[0]].knows(spec.train_known)]  # type: ignore[index]
+        probes = probe_facts(base, [inst for inst, _ in pool], run_dir / PROBE_FILE, seed=seed, progress=progress)
+        unknown = [(inst, fact) for inst, fact in pool if not probes[fact].knows(spec.train_known)]
         if pool and len(unknown) == len(pool):
             raise ConfigError(f"{spec.name}: the base model knows none of the {len(pool)} training cases' facts "
-                           f"(train_known: {spec.train_known}), so nothing would be left to train on; set "
-                           "train_known: false for this stage")
+                              f"(train_known: {spec.train_known}), so nothing would be left to train on; set "
+                              "train_known: false for this stage")
         plan[spec.name] = {
             "criterion": spec.train_known,
-            "unknown_topics": sorted({topic_key(i) for i in unknown}),
-            "facts_probed": len({fact_of(i)[0] for i in pool}),  # type: ignore[index]
-            "facts_left_out": len({fact_of(i)[0] for i in unknown}),  # type: ignore[index]
+            "unknown_topics": sorted({topic_key(inst) for inst, _ in unknown}),
+            "facts_probed": len({fact for _, fact in pool}),
+            "facts_left_out": len({fact for _, fact in unknown}),
         }
         atomic_write_json(plan_file, plan)
     return plan

@@ -93,15 +93,15 @@ class ConstitutionalOptions(BaseModel):
         "chosen on the dev split within the gate's over-refusal limit, saved next to its adapter "
         "(engines/refusal_calibration.py); the gate scores the calibrated model",
     )
+    redteam_seeds: str | None = None
+    ordinary_seeds: str | None = None
+    benchmarks: BenchmarkOptions = Field(default_factory=BenchmarkOptions)
 
     @model_validator(mode="after")
     def _calibration_needs_the_dev_split(self) -> ConstitutionalOptions:
         if self.refusal_calibration and not self.dev_split:
             raise ValueError("refusal_calibration needs dev_split: true (the threshold is chosen on the dev split)")
         return self
-    redteam_seeds: str | None = None
-    ordinary_seeds: str | None = None
-    benchmarks: BenchmarkOptions = Field(default_factory=BenchmarkOptions)
 
 
 def stage_options(spec: StageSpec) -> ConstitutionalOptions:
