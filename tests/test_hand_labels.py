@@ -78,3 +78,79 @@ def test_factual_qa_verifier_agrees_with_every_hand_label():
         inst = instances[row["id"]]
         assert inst.instruction == row["instruction"], row["id"]
         assert family.verify(inst, row["output"]).passed == row["human"], row
+
+
+# ------------------------------------------------- tasks: summarization and explanation (stage 1)
+
+#: 46 outputs from runs/tasks-std3, stage-1 first data (`stage-1/data.jsonl`), answerer = the
+#: `tasks` stage-0 model, labelled by hand (2026-12-06): per family 20 distinct failing candidates,
+#: one per passage / subject, spread over the failing checks (summarization: 16 key_facts, 4
+#: length; explanation: 13 key_terms, 6 length, 1 repetition), plus every passing candidate there
+#: was (3 per family; the data holds no more). The failures were read in full first and the sample
+#: includes every one that looked possibly right, the rest drawn at random, so it is enriched for
+#: verifier mistakes. Standard: a summary must cover the passage, not its opening sentence only
+#: (the seed passages put a key fact after it); an explanation must be correct and name the core
+#: idea (a bare definition under 12 words fails). ``why`` is the category of a false label.
+#:
+#: Measured against ``verifier_then``: summarization 19 true neg, 1 false neg, 3 false pos, 0 true
+#: pos; explanation 14 true neg, 6 false neg, 1 false pos, 2 true pos. Failures were the model's:
+#: copied or cut-down openings (11), missed main points (5), off topic (3), factual errors and
+#: invented details (3); explanation factual errors (9), too short (3), other (3). Fixed since:
+#: "moved" (erosion) and "every day" (habit) joined their groups, and choir's third group asks for
+#: the prize / ward, which sits after the opening (the three passes were that opening, trimmed).
+#: Known disagreements no synonym fixes, listed below: a drought summary that drops only the
+#: reservoir level; four right but incomplete explanations (photosynthesis without carbon dioxide
+#: and oxygen, leaves without the colours, a food chain without energy, recycling as less trash);
+#: and "Salt melts ice on roads because it freezes.", a keyword in a false claim.
+TASKS_STAGE1_LABELS = Path(__file__).parent / "fixtures" / "hand_labels_tasks_stage1.jsonl"
+TASKS_STAGE1_KNOWN_FALSE_NEG = {
+    "The Marro region has had a record-breaking dry spell for 70 days. The water company has banned the use of garden hoses.",
+    "Photosynthesis is a process in which plants use sunlight to make glucose, which is a form of sugar.",
+    "Leaves change colour in autumn because they lose water and lose their chlorophyll.",
+    "A food chain is a series of organisms that feed on each other. When one organism eats another organism, it gets food for its own use.",
+    "Recycling helps the environment because it reduces the amount of trash created by humans.",
+}
+TASKS_STAGE1_KNOWN_FALSE_POS = {
+    "Salt melts ice on roads because it freezes. Water molecules are more dense than salt, so ice floats on water.",
+}
+
+
+def _tasks_stage1_rows() -> list[dict]:
+    return [json.loads(line) for line in TASKS_STAGE1_LABELS.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_tasks_stage1_fixture_is_what_the_comment_says():
+    rows = _tasks_stage1_rows()
+    assert len(rows) == 46
+    for family, table in {"summarization": (0, 19, 3, 1), "explanation": (2, 14, 1, 6)}.items():
+        mine = [r for r in rows if r["family"] == family]
+        assert len({(r["id"], r["output"]) for r in mine if not r["verifier_then"]}) == 20
+        assert len({r["id"].rsplit("/", 1)[0] for r in mine if not r["verifier_then"]}) == 20  # one per passage
+        assert sum(r["verifier_then"] for r in mine) == 3
+        h, v = [r["human"] for r in mine], [r["verifier_then"] for r in mine]
+        counts = tuple(sum(a == x and b == y for a, b in zip(h, v)) for x, y in
+                       ((True, True), (False, False), (False, True), (True, False)))
+        assert counts == table, (family, counts)
+    assert all(r["why"] for r in rows if not r["human"]) and not any(r["why"] for r in rows if r["human"])
+    assert all(r["note"] for r in rows if r["human"] != r["verifier_then"])
+
+
+def test_summarization_and_explanation_verifiers_agree_with_the_hand_labels_now():
+    rows = _tasks_stage1_rows()
+    instances = {}
+    for family in ("summarization", "explanation"):
+        for inst in get_family(family).instances("train", 1000, 0):
+            instances[inst.id] = inst
+    false_neg, false_pos = set(), set()
+    for row in rows:
+        inst = instances[row["id"].split("#p")[0]]
+        assert inst.instruction == row["instruction"], row["id"]
+        passed = get_family(row["family"]).verify(inst, row["output"]).passed
+        if row["human"] and not passed:
+            false_neg.add(row["output"])
+        elif passed and not row["human"]:
+            false_pos.add(row["output"])
+    assert false_neg <= TASKS_STAGE1_KNOWN_FALSE_NEG, false_neg - TASKS_STAGE1_KNOWN_FALSE_NEG
+    assert false_pos <= TASKS_STAGE1_KNOWN_FALSE_POS, false_pos - TASKS_STAGE1_KNOWN_FALSE_POS
+    agreed = sum((r["output"] not in false_neg | false_pos) for r in rows)
+    assert agreed >= 40, agreed  # 40 of 46 now; was 35 of 46 when labelled

@@ -109,6 +109,11 @@ class StageSpec(Strict):
         0, ge=0, description="validation cases per family, carved from the training instances (never trained "
         "on); when set, the installed round/attempt is chosen on them, not on the held-out set",
     )
+    prefer_answer: Literal["first", "shortest"] = Field(
+        "first", description="which verified samples become training records: the first that passes (sample "
+        "order) or the shortest that pass: a concise answer names the answer first and carries fewer unverified "
+        "extra claims than a long one that passes the same check",
+    )
     on_fail: Literal["stop", "continue"] = "stop"
     options: dict[str, Any] = Field(default_factory=dict, description="kind-specific settings")
     replay: float = Field(

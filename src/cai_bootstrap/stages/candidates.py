@@ -135,8 +135,11 @@ def guard_demos(verify: Callable[[str], Verdict], demos: Sequence[tuple[str, str
     return guarded
 
 
-def pick(samples: list[str], verify: Callable[[str], Verdict]) -> Pick:
-    """Verify every sample; chosen = first passing, rejected = first non-empty failing one."""
+def pick(samples: list[str], verify: Callable[[str], Verdict], prefer: str = "first") -> Pick:
+    """Verify every sample; rejected = first non-empty failing one; chosen = first passing,
+    or with ``prefer="shortest"`` the shortest passing (``passing`` is listed in that order)."""
+    if prefer not in ("first", "shortest"):
+        raise ValueError(f"prefer must be 'first' or 'shortest', got {prefer!r}")
     verdicts = [verify(s) for s in samples]
     result = Pick(samples=samples, verdicts=verdicts)
     seen: set[str] = set()
@@ -144,6 +147,8 @@ def pick(samples: list[str], verify: Callable[[str], Verdict]) -> Pick:
         if v.passed and s not in seen:
             result.passing.append(i)
             seen.add(s)
+    if prefer == "shortest":
+        result.passing.sort(key=lambda i: len(samples[i].strip()))  # stable: sample order on ties
     result.chosen = result.passing[0] if result.passing else None
     result.rejected = next((i for i, (s, v) in enumerate(zip(samples, verdicts)) if not v.passed and s.strip()), None)
     return result

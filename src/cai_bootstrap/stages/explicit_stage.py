@@ -25,7 +25,8 @@ def build(ctx: StageContext) -> None:
         prompts = [C.role_prompt(ctx, fam.few_shot(), inst.instruction, inst.id) for fam, inst in chunk]
         outputs = answerer.generate(prompts, params, desc=f"{ctx.spec.name} answerer")
         for (fam, inst), prompt, samples in zip(chunk, prompts, outputs):
-            result = C.pick(samples, C.guard_demos(lambda s, fam=fam, inst=inst: fam.verify(inst, s), fam.few_shot()))
+            result = C.pick(samples, C.guard_demos(lambda s, fam=fam, inst=inst: fam.verify(inst, s), fam.few_shot()),
+                              ctx.spec.prefer_answer)
             ctx.sink.write(C.sample_record(
                 ctx, fam, inst, result, "answerer", prompt, params,
                 provenance={"prompt": C.seed_provenance("hand-written template x seed bank")},

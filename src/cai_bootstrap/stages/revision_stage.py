@@ -78,7 +78,8 @@ def build(ctx: StageContext) -> None:
         params = ctx.sampling(seed=seed)
         prompts = [C.role_prompt(ctx, fam.few_shot(), item.instance.instruction, item.instance.id) for fam, item in items]
         outputs = ctx.engine("reviser").generate(prompts, params, desc=f"{ctx.spec.name} reviser")
-        results = [C.pick(samples, C.guard_demos(lambda s, fam=fam, inst=item.instance: fam.verify(inst, s), fam.few_shot()))
+        results = [C.pick(samples, C.guard_demos(lambda s, fam=fam, inst=item.instance: fam.verify(inst, s), fam.few_shot()),
+                          ctx.spec.prefer_answer)
                    for (fam, item), samples in zip(items, outputs)]
         ties = [k for k, r in enumerate(results) if opts.judge_ties and len(r.passing) >= 2]
         judged = dict(zip(ties, _judge(ctx, [

@@ -103,7 +103,7 @@ def build_round(ctx: StageContext, round_index: int, kind: StageKind | None = No
             prompts = [format_prompt(inst.instruction) for _, inst in part]
             outputs = model.generate(prompts, params, desc=f"{spec.name} round {round_index}")
             for (fam, inst), prompt, samples in zip(part, prompts, outputs):
-                result = C.pick(samples, lambda s, fam=fam, inst=inst: fam.verify(inst, s))
+                result = C.pick(samples, lambda s, fam=fam, inst=inst: fam.verify(inst, s), spec.prefer_answer)
                 for record in round_records(ctx, fam, inst, result, prompt, params, round_index):
                     ctx.sink.write(record)
     for rec in ctx.sink.records():

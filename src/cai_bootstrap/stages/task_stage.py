@@ -178,7 +178,7 @@ def run_chunk(
         for k, out in zip(idx, _generate(ctx, "answerer", [prompts[k] for k in idx], params)):
             samples[k] = out
             params_of[k] = params
-    picks = [C.pick(s, lambda o, f=f, i=i: f.verify(i, o)) for (f, i), s in zip(items, samples)]
+    picks = [C.pick(s, lambda o, f=f, i=i: f.verify(i, o), ctx.spec.prefer_answer) for (f, i), s in zip(items, samples)]
     originals = [best_failing(p.verdicts, p.samples) for p in picks]
 
     # 2. critique the best failing candidate
