@@ -150,6 +150,16 @@ def test_measured_profile_from_bench_json(mini, tmp_path):
         ],
     }))
     assert read_bench(real) == {"gen": 310.0, "sft": 250.0, "dpo": 1.5 * 2 * 128}
+    # Today's files name figures by id; `sft_packed` (opt-in padding-free SFT) is not the SFT rate.
+    with_ids = tmp_path / "ids.json"
+    with_ids.write_text(json.dumps({"settings": {"train_seq_len": 128}, "figures": [
+        {"id": "generation", "name": "generation", "unit": "tokens/s", "value": 600.0},
+        {"id": "fewshot_generation", "name": "few-shot", "unit": "completions/s", "value": 22.0},
+        {"id": "sft", "name": "SFT LoRA", "unit": "tokens/s", "value": 450.0},
+        {"id": "sft_packed", "name": "SFT padding-free vs padded", "unit": "tokens/s", "value": 340.0},
+        {"id": "dpo", "name": "DPO", "unit": "pairs/s", "value": 1.2},
+    ]}))
+    assert read_bench(with_ids) == {"gen": 600.0, "sft": 450.0, "dpo": 1.2 * 2 * 128}
     flat = tmp_path / "flat.json"
     flat.write_text(json.dumps({"gen_tokens_per_s": 50, "sft_tokens_per_s": 60}))
     assert read_bench(flat) == {"gen": 50.0, "sft": 60.0}

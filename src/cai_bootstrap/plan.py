@@ -220,8 +220,12 @@ def _figures_rates(data: dict) -> dict[str, float]:
     rates: dict[str, float] = {}
     seq = float((data.get("settings") or {}).get("train_seq_len") or 128)
     for fig in data.get("figures") or []:
-        name, unit, value = str(fig.get("id") or fig.get("name", "")).lower(), fig.get("unit"), fig.get("value")
-        if not isinstance(value, (int, float)) or value <= 0:
+        unit, value = fig.get("unit"), fig.get("value")
+        if fig.get("id"):  # exact ids: `sft_packed` is not the pipeline's default SFT rate
+            name = {"generation": "generation", "sft": "sft", "dpo": "dpo"}.get(str(fig["id"]), "")
+        else:
+            name = str(fig.get("name", "")).lower()
+        if not name or not isinstance(value, (int, float)) or value <= 0:
             continue
         if name.startswith("generation") and unit == "tokens/s":
             rates["gen"] = max(rates.get("gen", 0.0), float(value))

@@ -16,10 +16,14 @@ All figures come from one process on the same inputs:
   ``extra`` (it flatters TRL: our side's construction is counted);
 * the pipeline's real work (`bench.workload`): the stage-1 answerer's few-shot prompts
   vs batched ``model.generate``, and the verified records per minute they make;
+* ``sft_packed``: SFT with padding-free batches (TRL ``padding_free``) vs today's padded
+  batches, on the records that workload's verified samples make (the real length mix of a
+  stage-1 first data), the same examples and steps; tokens/s of real (non-pad) tokens;
+* the same few-shot prompts through peers the user runs (`bench.peers`: llama.cpp, vLLM CPU);
 * optionally the wall time of one quick-preset stage; peak resident memory.
 
 Every figure has a stable ``id`` in the JSON (``generation``, ``sft``, ``dpo``,
-``fewshot_generation``, ``stage1_records_per_min``, ``stage``).
+``fewshot_generation``, ``stage1_records_per_min``, ``sft_packed``, ``<peer>_fewshot``, ``stage``).
 """
 
 from __future__ import annotations
@@ -100,12 +104,13 @@ def _train_records(s: BenchSettings, n: int, tokenizer) -> list[dict]:
     return out
 
 
-def _ours(model_ref: str, records: list[dict], method: str, s: BenchSettings, workdir: Path) -> tuple[float, int, float]:
+def train_ours(model_ref: str, records: list[dict], method: str, s: BenchSettings, workdir: Path,
+          **overrides) -> tuple[float, int, float]:
     from cai_bootstrap.training import TrainSettings, train_stage
 
     loaded = load_model(model_ref)
     settings = TrainSettings(method=method, batch_size=s.train_batch_size, max_steps=s.train_steps,
-                             max_length=s.train_seq_len * 2, save_checkpoints=False, epochs=100)
+                             max_length=s.train_seq_len * 2, save_checkpoints=False, epochs=100, **overrides)
     t0 = time.perf_counter()
     result = train_stage(loaded.model, loaded.tokenizer, records, settings, workdir / f"ours-{method}", progress=False)
     seconds = time.perf_counter() - t0
@@ -150,7 +155,7 @@ def _trl_default(model_ref: str, records: list[dict], method: str, s: BenchSetti
 
 def bench_sft(s: BenchSettings, peak_gflops: float, n_params: int, workdir: Path, tokenizer) -> Figure:
     records = _train_records(s, s.train_batch_size * s.train_steps, tokenizer)
-    _, tokens, seconds = _ours(s.model, records, "sft", s, workdir)
+    _, tokens, seconds = train_ours(s.model, records, "sft", s, workdir)
     ours = tokens / seconds
     base_s, base_tokens, _ = _trl_default(s.model, records, "sft", s, workdir)
     return Figure(id="sft", name=f"SFT LoRA (batch {s.train_batch_size} x ~{s.train_seq_len} tokens)", unit="tokens/s",
@@ -161,7 +166,7 @@ def bench_dpo(s: BenchSettings, workdir: Path, tokenizer) -> Figure:
     records = _train_records(s, s.dpo_pairs, tokenizer)
     steps = max(1, s.dpo_pairs // s.train_batch_size)
     s2 = s.model_copy(update={"train_steps": steps})
-    wall, _, _ = _ours(s.model, records, "dpo", s2, workdir)  # construction and reference pass included
+    wall, _, _ = train_ours(s.model, records, "dpo", s2, workdir)  # construction and reference pass included
     train_only_s, _, base_wall = _trl_default(s.model, records, "dpo", s2, workdir)
     return Figure(id="dpo", name=f"DPO ({s.dpo_pairs} pairs, model in -> adapter out)", unit="pairs/s",
                   value=s.dpo_pairs / wall, naive=s.dpo_pairs / base_wall,
@@ -180,3 +185,4 @@ def bench_stage(workdir: Path) -> Figure:
     t0 = time.perf_counter()
     execute(run_dir, Console(quiet=True), progress=False)
     return Figure(id="stage", name="quick preset: skills stage-1 wall time", unit="s", value=time.perf_counter() - t0)
+

@@ -15,7 +15,8 @@ import torch
 
 from cai_bootstrap.bench.core import bench_dpo, bench_generation, bench_sft, bench_stage, matmul_gflops
 from cai_bootstrap.bench.settings import BenchSettings
-from cai_bootstrap.bench.workload import bench_fewshot
+from cai_bootstrap.bench.peers import KNOWN_PEERS, bench_peer
+from cai_bootstrap.bench.workload import bench_fewshot, bench_sft_packed, fewshot_params, stage1_cases
 from cai_bootstrap.engines.transformers_engine import TransformersEngine
 from cai_bootstrap.models.loading import cpu_supports_bf16, load_model
 
@@ -38,12 +39,24 @@ def run_bench(s: BenchSettings, progress_cb=print) -> dict:
         progress_cb("generation: batched engine vs unbatched generate")
         figures.append(bench_generation(engine, s, peak, n_params))
         progress_cb("stage-1 few-shot prompts: our engine vs batched generate")
-        figures += bench_fewshot(engine, s)
+        fewshot, stage1_records = bench_fewshot(engine, s)
+        figures += fewshot
+        skipped = {}
+        for name, url in s.peers.items():
+            progress_cb(f"the same prompts through {name} ({url})")
+            prompts = [p for _, _, p in stage1_cases(s.fewshot_prompts)]
+            figures.append(bench_peer(name, url, prompts, fewshot_params(s), fewshot[0].value))
+        for name, how in KNOWN_PEERS.items():
+            if name not in s.peers:
+                skipped[f"{name}_fewshot"] = f"no {name} server given; to measure it: {how}"
+                progress_cb(f"{name}_fewshot skipped: {skipped[f'{name}_fewshot']}")
         tokenizer = engine.tokenizer
         del engine
         gc.collect()
         progress_cb("SFT: train_stage vs TRL SFTTrainer defaults")
         figures.append(bench_sft(s, peak, n_params, workdir, tokenizer))
+        progress_cb("SFT on stage-1 records: padding-free vs padded batches")
+        figures.append(bench_sft_packed(s, stage1_records, workdir))
         progress_cb("DPO: train_stage vs TRL DPOTrainer defaults")
         figures.append(bench_dpo(s, workdir, tokenizer))
         if s.stage:
@@ -58,6 +71,7 @@ def run_bench(s: BenchSettings, progress_cb=print) -> dict:
         "matmul_gflops": {"bf16": peak_bf16, "fp32": peak_fp32},
         "model_params": n_params,
         "figures": [f.model_dump() | {"vs_naive": f.vs_naive, "of_roofline": f.of_roofline} for f in figures],
+        "skipped": skipped,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "wall_s": time.perf_counter() - t_start,
     }
@@ -85,6 +99,10 @@ def bench_table(result: dict):
                 table.add_row(f"  {key.replace('_', ' ')}", f"{v:.0%}", "", "", "", "")
                 continue
             table.add_row(f"  {key.replace('_', ' ')}", "", fmt(v), f"{f['value'] / v:.2f}x" if v else "-", "", "")
+        for key, v in f.get("info", {}).items():
+            table.add_row(f"  {key.replace('_', ' ')}", fmt(v), "", "", "", "")
+    for fid in result.get("skipped", {}):
+        table.add_row(f"{fid}: skipped", "-", "-", "-", "-", "-")
     table.caption = f"peak RSS {result['peak_rss_mib']:.0f} MiB, wall {result['wall_s']:.0f} s"
     return table
 

@@ -21,6 +21,10 @@ class BenchSettings(BaseModel):
     fewshot_new_tokens: int = 40
     stage: bool = False
     quick: bool = False
+    peers: dict[str, str] = Field(
+        default_factory=dict, description="name -> base URL of an OpenAI-compatible server (llama.cpp, vLLM) "
+        "that gets the few-shot prompts too: figure <name>_fewshot (bench/peers.py)",
+    )
 
 
 class Figure(BaseModel):
@@ -30,7 +34,8 @@ class Figure(BaseModel):
     value: float
     naive: float | None = None
     roofline: float | None = None
-    extra: dict[str, float] = Field(default_factory=dict)
+    extra: dict[str, float] = Field(default_factory=dict, description="other baselines' values ('_share': rates)")
+    info: dict[str, float] = Field(default_factory=dict, description="counts and sizes beside the figure, no ratio")
 
     @property
     def vs_naive(self) -> float | None:

@@ -9,6 +9,8 @@
 * ``stage1_records_per_min``: of those samples, the cases with a passing sample (the
   builder's verifier and demo-copy guard: each such case is one record) per minute of
   generation and verification, ours vs the ``generate`` baseline's samples.
+* ``sft_packed``: SFT on the records those samples make (the real length mix of a stage-1
+  first data), padding-free batches vs the padded batches the pipeline uses by default.
 
 ``generate`` gets EOS but no stop strings (its ``stop_strings`` builds a table over the
 262k-token vocabulary for every new set: tens of seconds), so its rows run on past
@@ -18,10 +20,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 
-from cai_bootstrap.bench.core import BenchSettings, Figure
+from cai_bootstrap.bench.core import BenchSettings, Figure, train_ours
 from cai_bootstrap.engines.base import SamplingParams
 from cai_bootstrap.engines.transformers_engine import TransformersEngine
 from cai_bootstrap.prompt_format import clean_response
@@ -77,17 +80,21 @@ def _timed(fn) -> tuple[list[list[str]], float]:
     return result, time.perf_counter() - t0
 
 
-def _records(cases: list[tuple], samples: list[list[str]]) -> tuple[int, float]:
-    """Cases with a passing sample, and the seconds verification took."""
+def _records(cases: list[tuple], samples: list[list[str]]) -> tuple[list[dict], float]:
+    """The records the builder would keep (zero-shot prompt, first passing sample), and the
+    seconds verification took."""
     t0 = time.perf_counter()
-    kept = 0
+    records = []
     for (family, inst, _), texts in zip(cases, samples):
         verify = guard_demos(lambda text, family=family, inst=inst: family.verify(inst, text), family.few_shot())
-        kept += pick(texts, verify).chosen is not None
-    return kept, time.perf_counter() - t0
+        chosen = pick(texts, verify).chosen
+        if chosen is not None:
+            records.append({"prompt": inst.instruction, "chosen": texts[chosen], "family": family.name})
+    return records, time.perf_counter() - t0
 
 
-def bench_fewshot(engine: TransformersEngine, s: BenchSettings) -> list[Figure]:
+def bench_fewshot(engine: TransformersEngine, s: BenchSettings) -> tuple[list[Figure], list[dict]]:
+    """The two figures, and the records our samples make (`sft_packed` trains on them)."""
     cases = stage1_cases(s.fewshot_prompts)
     prompts = [p for _, _, p in cases]
     params = fewshot_params(s)
@@ -107,11 +114,48 @@ def bench_fewshot(engine: TransformersEngine, s: BenchSettings) -> list[Figure]:
         extra={"ours_without_shared_prefill": completions / unshared_s,
                "generate_dynamic_cache": completions / dynamic_s, "generate_static_cache": completions / static_s},
     )
-    ours_kept, ours_verify_s = _records(cases, ours)
-    base_kept, base_verify_s = _records(cases, base)
+    ours_records, ours_verify_s = _records(cases, ours)
+    base_records, base_verify_s = _records(cases, base)
+    ours_kept, base_kept = len(ours_records), len(base_records)
     records = Figure(
         id="stage1_records_per_min", unit="records/min", name="stage-1 verified records per minute (same prompts)",
         value=60 * ours_kept / (ours_s + ours_verify_s), naive=60 * base_kept / (base_s + base_verify_s),
         extra={"ours_pass_share": ours_kept / len(cases), "generate_pass_share": base_kept / len(cases)},
     )
-    return [generation, records]
+    return [generation, records], ours_records
+
+
+def packed_records(records: list[dict], need: int) -> list[dict]:
+    """``need`` SFT records: the workload's verified ones, then (for a model that passes few
+    verifiers, such as the tiny test model) the stage-1 families' reference answers."""
+    rows = list(records)
+    for family, inst, _ in stage1_cases(need * 3):
+        if len(rows) >= need:
+            break
+        ref = family.reference_output(inst)
+        if ref:
+            rows.append({"prompt": inst.instruction, "chosen": ref, "family": family.name})
+    return rows[:need]
+
+
+def bench_sft_packed(s: BenchSettings, records: list[dict], workdir: Path, repeats: int = 2) -> Figure:
+    """Padding-free vs padded SFT on the same records and steps, alternating, best of ``repeats``.
+
+    Both see the same examples in the same order, so the padded run's non-pad token count is
+    the real token count of both (TRL counts a padding-free batch's tokens its own way)."""
+    rows = packed_records(records, s.train_batch_size * s.train_steps)
+    padded, packed, counted = [], [], {}
+    for r in range(repeats):
+        for free, times in ((False, padded), (True, packed)):
+            out = workdir / f"sft-packed-{r}-{'free' if free else 'padded'}"  # a fresh directory: no resume
+            _, tokens, seconds = train_ours(s.model, rows, "sft", s, out, padding_free=free)
+            times.append(seconds)
+            counted[free] = tokens
+    real = counted[False]
+    return Figure(
+        id="sft_packed", unit="tokens/s", value=real / min(packed), naive=real / min(padded),
+        name=f"SFT padding-free vs padded ({len(rows)} stage-1 records, batch {s.train_batch_size})",
+        info={"model_written_records": float(min(len(records), len(rows))), "real_tokens": float(real),
+               "padding_free_counted_tokens": float(counted[True]),
+               "mean_tokens_per_record": real / len(rows) if rows else 0.0},
+    )

@@ -31,6 +31,9 @@ def bench(
     train_batch_size: int = typer.Option(8),
     train_seq_len: int = typer.Option(128, help="approximate tokens per training example"),
     stage: bool = typer.Option(False, help="also time one quick-preset stage end to end"),
+    peer: list[str] = typer.Option([], "--peer", help="NAME=URL of an OpenAI-compatible server already running "
+                                   "(llama.cpp's llama-server, vLLM): the few-shot prompts through it too, figure "
+                                   "NAME_fewshot (repeatable; docs/performance.md)"),
     out: Path = typer.Option(Path("bench.json"), "--out", "-o", help="JSON results"),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="also keep the result as this machine's rates for "
                                "`plan` (under the model cache, per machine and model)"),
@@ -38,8 +41,17 @@ def bench(
     """Measure generation, SFT and DPO throughput vs naive baselines and the roofline."""
     from cai_bootstrap.bench import BenchSettings, bench_table, run_bench, save, save_cached
 
+    from cai_bootstrap.bench.peers import parse_peers, served_model
+    from cai_bootstrap.engines.openai_engine import OpenAIEngineError
+
+    try:
+        peers = parse_peers(peer)
+        for url in peers.values():
+            served_model(url)  # unreachable peers fail here, before minutes of measuring
+    except (ValueError, OpenAIEngineError) as exc:
+        fail(str(exc))
     settings = BenchSettings(model=model, quick=quick, gen_batch_size=gen_batch_size, new_tokens=new_tokens,
-                             train_batch_size=train_batch_size, train_seq_len=train_seq_len, stage=stage)
+                             train_batch_size=train_batch_size, train_seq_len=train_seq_len, stage=stage, peers=peers)
     try:
         result = run_bench(settings, progress_cb=lambda msg: console.print(f"[dim]{msg}...[/]"))
     except known_errors() as exc:
