@@ -156,3 +156,22 @@ def test_dpo_reference_pass_asks_for_log_probs_only_inside_the_context():
     finally:
         DPOTrainer.compute_ref_log_probs = original
     assert seen == [True, False]
+
+
+def test_frozen_fp32_head_under_bf16_autocast_is_cast_once_and_recast_when_it_changes():
+    """Full fine-tuning: a float32 model, bf16 autocast, the tied head frozen."""
+    hidden, weight, _, targets = _inputs(n=200, vocab=900, dim=32)
+    with torch.autocast("cpu", dtype=torch.bfloat16), cpu_fast_lm_head():
+        out, grads = _run(TokenChunkedLogProbs, hidden, weight, None, targets)
+        cached = lm_head._workspace.cast[1]
+        assert cached.dtype == torch.bfloat16 and torch.equal(cached, weight.detach().to(torch.bfloat16))
+        again, grads2 = _run(TokenChunkedLogProbs, hidden, weight, None, targets)
+        assert lm_head._workspace.cast[1] is cached  # no second cast of an unchanged weight
+        torch.testing.assert_close(again[0], out[0], rtol=0, atol=0)
+        torch.testing.assert_close(grads2[0], grads[0], rtol=0, atol=0)
+        with torch.no_grad():
+            weight.mul_(0.5)  # an in-place change bumps the version: the cast is redone
+        changed, _ = _run(TokenChunkedLogProbs, hidden, weight, None, targets)
+        assert lm_head._workspace.cast[1] is not cached
+    ref_out, _ = _run(ChunkedLogProbFunction, hidden, weight.detach().to(torch.bfloat16), None, targets)
+    torch.testing.assert_close(changed[0], ref_out[0].float(), rtol=2e-2, atol=2e-2)

@@ -55,6 +55,20 @@ class _Workspace:
         #: The saved-softmax buffer lives from a forward to its backward; a second forward
         #: before that backward (never seen in TRL's trainers) gets a fresh tensor.
         self.saved_in_use = False
+        #: A frozen head weight cast to the compute dtype, with the key it was cast under.
+        self.cast: tuple[tuple, torch.Tensor] | None = None
+
+    def weight_in(self, weight: torch.Tensor, dtype) -> torch.Tensor:
+        """``weight`` in ``dtype``, the cast kept while the weight is unchanged (same storage and
+        version) and frozen. Why: full fine-tuning trains a float32 copy whose tied head stays
+        frozen; casting its 262k x 640 rows to bf16 at every chunk and backward was half the
+        head's time there (`benchmarks/lm_head_share.py`)."""
+        if weight.dtype == dtype or weight.requires_grad:
+            return weight.to(dtype)
+        key = (weight.data_ptr(), weight._version, tuple(weight.shape), dtype, weight.device)
+        if self.cast is None or self.cast[0] != key:
+            self.cast = (key, weight.to(dtype))
+        return self.cast[1]
 
     def get(self, name: str, rows: int, cols: int, dtype, device) -> torch.Tensor:
         key = (name, cols, dtype, device)
@@ -87,6 +101,10 @@ def _saved_probs(rows, cols, dtype, device) -> tuple[torch.Tensor, bool]:
     return _workspace.get("saved", rows, cols, dtype, device), True
 
 
+def _weight_in(weight: torch.Tensor, dtype) -> torch.Tensor:
+    return weight.to(dtype) if _workspace is None else _workspace.weight_in(weight, dtype)
+
+
 def _buffer(name, rows, cols, dtype, device):
     if _workspace is None:
         return torch.empty(rows, cols, dtype=dtype, device=device)
@@ -107,7 +125,7 @@ def _transform(z: torch.Tensor, logit_scale: float, softcap: float | None, inv_t
 def _project(hidden, weight, bias, compute_dtype) -> torch.Tensor:
     """Raw logits ``[n, V]`` of one token chunk in the compute dtype (a bf16 GEMM under bf16 autocast)."""
     out = _buffer("mm", hidden.shape[0], weight.shape[0], compute_dtype, hidden.device)
-    torch.mm(hidden.to(compute_dtype), weight.to(compute_dtype).t(), out=out)
+    torch.mm(hidden.to(compute_dtype), _weight_in(weight, compute_dtype).t(), out=out)
     if bias is not None:
         out.add_(bias.to(compute_dtype))
     return out
@@ -179,7 +197,7 @@ class TokenChunkedLogProbs(torch.autograd.Function):
         grad_hidden = torch.empty_like(hidden) if need_hidden else None
         grad_weight = torch.zeros(weight.shape, device=weight.device, dtype=torch.float32) if need_weight else None
         grad_bias = torch.zeros(vocab, device=hidden.device, dtype=torch.float32) if need_bias else None
-        w = weight.to(compute_dtype)
+        w = _weight_in(weight, compute_dtype)
         for start in range(0, n_tokens, CHUNK_TOKENS):
             end = min(start + CHUNK_TOKENS, n_tokens)
             t = targets[start:end].unsqueeze(-1)
