@@ -2,13 +2,7 @@
 The peer is `cai-bootstrap serve` of the tiny model in a subprocess, standing in for llama.cpp or vLLM."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 
-import httpx
 import pytest
 
 from cai_bootstrap.bench import BenchSettings, bench_table, run_bench, save
@@ -16,35 +10,10 @@ from cai_bootstrap.bench.peers import parse_peers
 
 
 @pytest.fixture(scope="module")
-def peer_url():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    code = f"from cai_bootstrap.serve import run_server; run_server('tiny', port={port}, log_level='warning')"
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-
-
-@pytest.fixture(scope="module")
-def tiny_result(peer_url):
+def tiny_result(tiny_server_url):
     settings = BenchSettings(model="tiny", gen_prompts=4, gen_batch_size=4, naive_prompts=1, new_tokens=4,
                              train_batch_size=2, train_seq_len=128, train_steps=1, dpo_pairs=2, fewshot_prompts=3,
-                             fewshot_new_tokens=4, peers=parse_peers([f"tinyserve={peer_url}"]))
+                             fewshot_new_tokens=4, peers=parse_peers([f"tinyserve={tiny_server_url}"]))
     return run_bench(settings, progress_cb=lambda _msg: None)
 
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 
 import httpx
@@ -126,30 +122,10 @@ def test_api_key(engine):
 
 
 @pytest.mark.slow  # a fresh interpreter importing torch + transformers: ~15 s on 2 cores
-def test_run_server_subprocess_on_loopback():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    code = f"from cai_bootstrap.serve import run_server; run_server('tiny', port={port}, log_level='warning')"
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.2)
-        body = httpx.post(f"http://127.0.0.1:{port}/v1/completions",
-                          json={"model": "tiny", "prompt": "hi", "max_tokens": 3, "temperature": 0}, timeout=30).json()
-        assert len(body["choices"]) == 1
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+def test_run_server_subprocess_on_loopback(tiny_server_url):
+    body = httpx.post(f"{tiny_server_url}/v1/completions",
+                      json={"model": "tiny", "prompt": "hi", "max_tokens": 3, "temperature": 0}, timeout=30).json()
+    assert len(body["choices"]) == 1
 
 
 def test_loader_serves_other_model_ids(engine):
