@@ -31,6 +31,13 @@ def test_control_model_is_trained_on_base_made_data_and_reported(tmp_path):
     assert set(result["heldout"]["per_family"]) == set(result["stage_heldout"]["per_family"])
     assert result["difference"] == round(result["stage_heldout"]["mean"] - result["heldout"]["mean"], 4)
     assert read_json(out / "stage-2" / "metrics.json")["control"]["heldout"] == result["heldout"]
+    # The difference on the same cases, counted pair by pair, with its paired 95% interval.
+    paired = result["paired"]
+    n = sum(f["n"] for f in result["heldout"]["per_family"].values())
+    assert paired["n"] == n and paired["both"] + paired["first_only"] + paired["second_only"] + paired["neither"] == n
+    assert paired["difference"] == result["difference"]
+    assert paired["ci95"][0] <= paired["difference"] <= paired["ci95"][1]
+    assert read_json(out / "stage-2" / "metrics.json")["control"]["paired"] == paired
     assert "Control (base-made data)" in (out / "report.md").read_text()  # the summary table's column
     # `ablate` on the finished run: the control is done, so nothing is redone.
     before = (control_dir / "data.jsonl").stat().st_mtime_ns
@@ -38,6 +45,26 @@ def test_control_model_is_trained_on_base_made_data_and_reported(tmp_path):
     assert res.exit_code == 0, res.output
     assert "already done" in " ".join(res.output.split()) and "stage-2" in res.output
     assert (control_dir / "data.jsonl").stat().st_mtime_ns == before
+    # A control finished before the interval existed gets it from its rows on the next `ablate`.
+    older = {k: v for k, v in result.items() if k != "paired"}
+    (control_dir / "control.json").write_text(__import__("json").dumps(older))
+    assert runner.invoke(app, ["ablate", str(out), "--no-progress"]).exit_code == 0
+    assert read_json(control_dir / "control.json")["paired"] == paired
+
+
+def test_paired_difference_interval():
+    from cai_bootstrap.evaluation.intervals import paired_difference
+
+    def table(both, first_only, second_only, neither):
+        return [(True, True)] * both + [(True, False)] * first_only + [(False, True)] * second_only + \
+            [(False, False)] * neither
+
+    # Altman et al. (2000), "Statistics with Confidence", p. 52 method (R: biostatUZH::confIntPairedProportion)
+    result = paired_difference(table(36, 12, 2, 0))
+    assert result["difference"] == 0.2 and result["ci95"] == [0.0569, 0.3404]
+    same = paired_difference(table(5, 0, 0, 5))  # identical outcomes: no difference, a narrow interval
+    assert same["difference"] == 0.0 and same["ci95"][0] < 0 < same["ci95"][1]
+    assert paired_difference([])["ci95"] is None
 
 
 def test_ablate_rejects_unknown_stage(tmp_path):

@@ -21,6 +21,7 @@ from rich.console import Console
 
 from cai_bootstrap.config import RunSettings, StageSpec
 from cai_bootstrap.evaluation.heldout import evaluate_heldout
+from cai_bootstrap.evaluation.intervals import paired_difference
 from cai_bootstrap.jsonl import atomic_write_json, iter_jsonl, read_json
 from cai_bootstrap.pipeline.steps import build_data, replay_records, timed, train_and_install, training_records
 from cai_bootstrap.runs.layout import FINISHED, StagePaths, now_iso
@@ -70,7 +71,7 @@ def run_control(
     result_file = paths.root / "control.json"
     if status.state in FINISHED and result_file.exists():
         console.print(f"[dim]{spec.name}: control already done, skipped[/dim]")
-        return read_json(result_file)
+        return _with_paired(read_json(result_file), spec, stage_paths, paths)
     attempt = stage_status.attempt  # same data target and epochs as the stage's final attempt
     job = stage_job(run_dir, stages, index, settings, pool, paths, attempt, progress, console)
     console.rule(f"[bold]{spec.name} control[/bold]: every role played by the base model")
@@ -134,11 +135,44 @@ def run_control(
     atomic_write_json(result_file, result)
     metrics["control"] = {k: result[k] for k in ("heldout", "train_records", "data", "difference", "roles")}
     atomic_write_json(stage_paths.metrics, metrics)
+    result = _with_paired(result, spec, stage_paths, paths)
     status.state, status.finished = "passed", now_iso()
-    status.message = f"stage {_pct(metrics.get('heldout'))} vs control {_pct(control_score)}"
+    status.message = f"stage {_pct(metrics.get('heldout'))} vs control {_pct(control_score)}{_ci_text(result)}"
     paths.save_status(status)
     console.print(f"{spec.name}: held-out {status.message} (stage model trained on predecessor-made data)")
     return result
+
+
+def _with_paired(result: dict, spec: StageSpec, stage_paths: StagePaths, paths: StagePaths) -> dict:
+    """``result`` with ``paired``: the stage model's and the control's outcomes on the same
+    held-out cases and the difference's 95% interval (`paired_difference`); also written to
+    ``control.json`` and the stage's ``metrics.json`` when it was missing (older controls)."""
+    if result.get("paired") is not None:
+        return result
+    metrics = read_json(stage_paths.metrics)
+    installed = metrics.get("selected_attempt", max(0, int(metrics.get("attempts", 1)) - 1))
+    stage_rows = stage_paths.eval / f"heldout-{spec.name}-a{installed}.jsonl"
+    control_rows = paths.eval / f"heldout-{spec.name}-control.jsonl"
+    if not (stage_rows.exists() and control_rows.exists()):
+        return result
+    stage_passed = {r["id"]: bool(r["passed"]) for r in iter_jsonl(stage_rows)}
+    control_passed = {r["id"]: bool(r["passed"]) for r in iter_jsonl(control_rows)}
+    shared = [i for i in stage_passed if i in control_passed]
+    result = {**result, "paired": {"stage_attempt": installed,
+                                   **paired_difference([(stage_passed[i], control_passed[i]) for i in shared])}}
+    atomic_write_json(paths.root / "control.json", result)
+    if "control" in metrics:
+        metrics["control"]["paired"] = result["paired"]
+        atomic_write_json(stage_paths.metrics, metrics)
+    return result
+
+
+def _ci_text(result: dict) -> str:
+    ci = (result.get("paired") or {}).get("ci95")
+    if not ci:
+        return ""
+    diff = result["paired"]["difference"]
+    return f", difference {100 * diff:+.1f} pt [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
 
 
 def _yield(data: Path) -> dict:
