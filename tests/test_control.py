@@ -38,7 +38,9 @@ def test_control_model_is_trained_on_base_made_data_and_reported(tmp_path):
     assert paired["difference"] == result["difference"]
     assert paired["ci95"][0] <= paired["difference"] <= paired["ci95"][1]
     assert read_json(out / "stage-2" / "metrics.json")["control"]["paired"] == paired
-    assert "Control (base-made data)" in (out / "report.md").read_text()  # the summary table's column
+    report = (out / "report.md").read_text()
+    assert "Control (base-made data)" in report  # the summary table's column, with the paired interval
+    assert f"[{100 * result['paired']['ci95'][0]:+.1f}, {100 * result['paired']['ci95'][1]:+.1f}]" in report
     # `ablate` on the finished run: the control is done, so nothing is redone.
     before = (control_dir / "data.jsonl").stat().st_mtime_ns
     res = runner.invoke(app, ["ablate", str(out), "--no-progress"])

@@ -95,11 +95,13 @@ def versions_table(run: RunData) -> Table:
     return Table(["Package", "Version"], [[k, v] for k, v in run.versions.items()], {0, 1})
 
 
-def _delta(a: float | None, b: float | None) -> Cell:
+def _delta(a: float | None, b: float | None, ci95: list[float] | None = None) -> Cell:
+    """``+9.0 pt``, with ``[-0.1, +17.9]`` when the paired interval is known."""
     if a is None or b is None:
         return Cell("–", "muted")
     d = (a - b) * 100
-    return Cell(f"{d:+.1f} pt", "good" if d > 0 else "bad" if d < 0 else "")
+    interval = f" [{100 * ci95[0]:+.1f}, {100 * ci95[1]:+.1f}]" if ci95 else ""
+    return Cell(f"{d:+.1f} pt{interval}", "good" if d > 0 else "bad" if d < 0 else "")
 
 
 def score_cell(sc: Score | None) -> str:
@@ -134,7 +136,7 @@ def summary_table(run: RunData) -> Table:
         ]
         if has_control:
             ctrl = s.control.mean if s.control else None
-            row += [score_cell(s.control), _delta(mean, ctrl)]
+            row += [score_cell(s.control), _delta(mean, ctrl, ((metrics.get("control") or {}).get("paired") or {}).get("ci95"))]
         rows.append(row)
     return Table(headers, rows, {0, 1, 2, 5})
 
