@@ -61,9 +61,12 @@ def test_paired_difference_interval():
         return [(True, True)] * both + [(True, False)] * first_only + [(False, True)] * second_only + \
             [(False, False)] * neither
 
-    # Altman et al. (2000), "Statistics with Confidence", p. 52 method (R: biostatUZH::confIntPairedProportion)
-    result = paired_difference(table(36, 12, 2, 0))
-    assert result["difference"] == 0.2 and result["ci95"] == [0.0569, 0.3404]
+    # The formula of Altman et al. (2000), "Statistics with Confidence", as R's
+    # biostatUZH::confIntPairedProportion implements it, on that book's Table 6.2 counts; the
+    # figures are this code's (recomputed by hand from the formula, not from the printed book).
+    result = paired_difference(table(14, 5, 0, 22))
+    assert result["difference"] == 0.122 and result["ci95"] == [0.0115, 0.2265]
+    assert paired_difference(table(36, 12, 2, 0))["ci95"] == [0.0569, 0.3404]  # negative correlation
     same = paired_difference(table(5, 0, 0, 5))  # identical outcomes: no difference, a narrow interval
     assert same["difference"] == 0.0 and same["ci95"][0] < 0 < same["ci95"][1]
     assert paired_difference([])["ci95"] is None
