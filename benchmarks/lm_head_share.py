@@ -39,32 +39,29 @@ class HeadTimer:
     """Wall seconds spent inside the LM head's autograd function (forward and backward)."""
 
     def __init__(self):
-        self.forward_s = self.backward_s = 0.0
-        self._forward, self._backward = TokenChunkedLogProbs.forward, TokenChunkedLogProbs.backward
+        self.seconds = {"forward": 0.0, "backward": 0.0}
+        self._original = {name: getattr(TokenChunkedLogProbs, name) for name in self.seconds}
+
+    def _timed(self, name: str):
+        original, seconds = self._original[name], self.seconds
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                seconds[name] += time.perf_counter() - t0
+
+        return staticmethod(timed)
 
     def __enter__(self):
-        timer = self
-
-        def forward(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return timer._forward(*args, **kwargs)
-            finally:
-                timer.forward_s += time.perf_counter() - t0
-
-        def backward(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return timer._backward(*args, **kwargs)
-            finally:
-                timer.backward_s += time.perf_counter() - t0
-
-        TokenChunkedLogProbs.forward, TokenChunkedLogProbs.backward = staticmethod(forward), staticmethod(backward)
+        for name in self.seconds:
+            setattr(TokenChunkedLogProbs, name, self._timed(name))
         return self
 
     def __exit__(self, *exc):
-        TokenChunkedLogProbs.forward = staticmethod(self._forward)
-        TokenChunkedLogProbs.backward = staticmethod(self._backward)
+        for name, original in self._original.items():
+            setattr(TokenChunkedLogProbs, name, staticmethod(original))
 
 
 def records_from(train_jsonl: Path, n: int) -> list[dict]:
@@ -98,8 +95,8 @@ def main() -> None:
                     result = train_stage(loaded.model, loaded.tokenizer, records, settings,
                                          Path(tmp) / f"{name}-{r}", progress=False)
                 row = {"variant": name, "repeat": r, "train_s": result.train_seconds, "tokens": result.train_tokens,
-                       "head_forward_s": timer.forward_s, "head_backward_s": timer.backward_s,
-                       "head_share": (timer.forward_s + timer.backward_s) / result.train_seconds}
+                       "head_forward_s": timer.seconds["forward"], "head_backward_s": timer.seconds["backward"],
+                       "head_share": sum(timer.seconds.values()) / result.train_seconds}
                 results[name].append(row)
                 print(json.dumps(row), flush=True)
                 del loaded

@@ -105,7 +105,7 @@ def _train_records(s: BenchSettings, n: int, tokenizer) -> list[dict]:
 
 
 def train_ours(model_ref: str, records: list[dict], method: str, s: BenchSettings, workdir: Path,
-          **overrides) -> tuple[float, int, float]:
+               **overrides) -> tuple[float, int, float]:
     from cai_bootstrap.training import TrainSettings, train_stage
 
     loaded = load_model(model_ref)
@@ -185,4 +185,3 @@ def bench_stage(workdir: Path) -> Figure:
     t0 = time.perf_counter()
     execute(run_dir, Console(quiet=True), progress=False)
     return Figure(id="stage", name="quick preset: skills stage-1 wall time", unit="s", value=time.perf_counter() - t0)
-

@@ -42,10 +42,10 @@ def run_bench(s: BenchSettings, progress_cb=print) -> dict:
         fewshot, stage1_records = bench_fewshot(engine, s)
         figures += fewshot
         skipped = {}
+        peer_prompts = [p for _, _, p in stage1_cases(s.fewshot_prompts)] if s.peers else []
         for name, url in s.peers.items():
             progress_cb(f"the same prompts through {name} ({url})")
-            prompts = [p for _, _, p in stage1_cases(s.fewshot_prompts)]
-            figures.append(bench_peer(name, url, prompts, fewshot_params(s), fewshot[0].value))
+            figures.append(bench_peer(name, url, peer_prompts, fewshot_params(s), fewshot[0].value))
         for name, how in KNOWN_PEERS.items():
             if name not in s.peers:
                 skipped[f"{name}_fewshot"] = f"no {name} server given; to measure it: {how}"

@@ -41,8 +41,9 @@ def rate_dict(passed: int, n: int) -> dict:
 def paired_difference(outcomes: list[tuple[bool, bool]], z: float = Z95) -> dict:
     """Difference of two pass rates measured on the same cases, with its 95% interval.
 
-    ``outcomes``: (first passed, second passed) per case. Newcombe's (1998) method 10: the
-    Wilson intervals of both rates combined with the correlation of the pairs, which a
+    ``outcomes``: (first passed, second passed) per case. Newcombe's (1998) square-and-add
+    interval for paired data: the Wilson intervals of both rates combined with the
+    correlation of the pairs (corrected as below), which a
     difference of two independent intervals would ignore (a stage model and its control
     answer the same held-out cases). Keys: ``difference`` (first - second), ``ci95``, the
     counts ``both``, ``first_only``, ``second_only``, ``neither`` and ``n``.

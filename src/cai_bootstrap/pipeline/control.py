@@ -71,7 +71,7 @@ def run_control(
     result_file = paths.root / "control.json"
     if status.state in FINISHED and result_file.exists():
         console.print(f"[dim]{spec.name}: control already done, skipped[/dim]")
-        return _with_paired(read_json(result_file), spec, stage_paths, paths)
+        return _backfill_paired(read_json(result_file), spec, stage_paths, paths)
     attempt = stage_status.attempt  # same data target and epochs as the stage's final attempt
     job = stage_job(run_dir, stages, index, settings, pool, paths, attempt, progress, console)
     console.rule(f"[bold]{spec.name} control[/bold]: every role played by the base model")
@@ -132,10 +132,10 @@ def run_control(
         "difference": _difference(metrics.get("heldout"), control_score),
         "timings": dict(status.timings),
     }
+    result["paired"] = _paired(spec, metrics, stage_paths, paths)
     atomic_write_json(result_file, result)
-    metrics["control"] = {k: result[k] for k in ("heldout", "train_records", "data", "difference", "roles")}
+    metrics["control"] = {k: result[k] for k in ("heldout", "train_records", "data", "difference", "roles", "paired")}
     atomic_write_json(stage_paths.metrics, metrics)
-    result = _with_paired(result, spec, stage_paths, paths)
     status.state, status.finished = "passed", now_iso()
     status.message = f"stage {_pct(metrics.get('heldout'))} vs control {_pct(control_score)}{_ci_text(result)}"
     paths.save_status(status)
@@ -143,26 +143,33 @@ def run_control(
     return result
 
 
-def _with_paired(result: dict, spec: StageSpec, stage_paths: StagePaths, paths: StagePaths) -> dict:
-    """``result`` with ``paired``: the stage model's and the control's outcomes on the same
-    held-out cases and the difference's 95% interval (`paired_difference`); also written to
-    ``control.json`` and the stage's ``metrics.json`` when it was missing (older controls)."""
-    if result.get("paired") is not None:
-        return result
-    metrics = read_json(stage_paths.metrics)
+def _paired(spec: StageSpec, metrics: dict, stage_paths: StagePaths, paths: StagePaths) -> dict | None:
+    """The installed stage model's and the control's outcomes on the same held-out cases, and
+    the difference's 95% interval (`paired_difference`); None while either row file is missing."""
     installed = metrics.get("selected_attempt", max(0, int(metrics.get("attempts", 1)) - 1))
     stage_rows = stage_paths.eval / f"heldout-{spec.name}-a{installed}.jsonl"
     control_rows = paths.eval / f"heldout-{spec.name}-control.jsonl"
     if not (stage_rows.exists() and control_rows.exists()):
-        return result
+        return None
     stage_passed = {r["id"]: bool(r["passed"]) for r in iter_jsonl(stage_rows)}
     control_passed = {r["id"]: bool(r["passed"]) for r in iter_jsonl(control_rows)}
-    shared = [i for i in stage_passed if i in control_passed]
-    result = {**result, "paired": {"stage_attempt": installed,
-                                   **paired_difference([(stage_passed[i], control_passed[i]) for i in shared])}}
+    outcomes = [(passed, control_passed[i]) for i, passed in stage_passed.items() if i in control_passed]
+    return {"stage_attempt": installed, **paired_difference(outcomes)}
+
+
+def _backfill_paired(result: dict, spec: StageSpec, stage_paths: StagePaths, paths: StagePaths) -> dict:
+    """A control finished before ``paired`` existed gets it now, in ``control.json`` and the
+    stage's ``metrics.json``."""
+    if result.get("paired") is not None:
+        return result
+    metrics = read_json(stage_paths.metrics)
+    paired = _paired(spec, metrics, stage_paths, paths)
+    if paired is None:
+        return result
+    result = {**result, "paired": paired}
     atomic_write_json(paths.root / "control.json", result)
     if "control" in metrics:
-        metrics["control"]["paired"] = result["paired"]
+        metrics["control"]["paired"] = paired
         atomic_write_json(stage_paths.metrics, metrics)
     return result
 
