@@ -172,6 +172,19 @@ def test_dpo_logs_rewards(tmp_path):
     assert log[-1]["rewards/margins"] > 0
 
 
+def test_dpo_with_nll_on_chosen_adds_the_weighted_term(tmp_path):
+    """``dpo_sft_weight`` adds the chosen answer's NLL, scaled by its weight, to the DPO loss
+    (RPO); at the first step the DPO part is exactly log 2, so the rest is the weighted NLL."""
+    first = {}
+    for weight in (0.5, 1.0):
+        model, tok = build_tiny_model(seed=0)
+        settings = TrainSettings(method="dpo", dpo_sft_weight=weight, **FAST)
+        train_stage(model, tok, toy_records(12), settings, tmp_path / str(weight), progress=False)
+        first[weight] = read_log(tmp_path / str(weight))[0]["loss"] - 0.693147
+    assert first[1.0] > 1.0  # a random model's per-token NLL of the chosen answers
+    assert first[1.0] == pytest.approx(2 * first[0.5], rel=1e-3)
+
+
 def test_sft_then_dpo(tmp_path):
     model, tok = build_tiny_model(seed=0)
     result = train_stage(model, tok, toy_records(), TrainSettings(method="sft+dpo", **FAST), tmp_path, progress=False)

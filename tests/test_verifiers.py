@@ -6,7 +6,7 @@ from functools import lru_cache
 
 import pytest
 
-from cai_bootstrap.tasks import bank, checks, get_family
+from cai_bootstrap.tasks import bank, checks, flaws, get_family
 from cai_bootstrap.tasks.base import Instance
 from cai_bootstrap.tasks.catalog import SKILL_FAMILIES
 from cai_bootstrap.tasks.skills.evaluation_families import material_request
@@ -195,6 +195,10 @@ def test_list_three():
         check("list_three", fruit, good, True)
     check("list_three", fruit, "Fruits are apple, banana, orange and pear.", False, "three_items")
     check("list_three", fruit, "The fruits are tasty: apple and pear.", False, "three_items")
+    # a false negative of a standard run's held-out answers: rabbit was missing from the bank
+    wild = next(inst for split in bank.SPLITS for inst in _all("list_three", split) if inst.topic == "wild animal")
+    check("list_three", wild, "The tiger, the wolf and the rabbit.", True)
+    check("list_three", wild, "The tiger, the wolf and the cow.", False, "members")
 
 
 def test_ask_question():
@@ -335,6 +339,18 @@ def test_is_correct_construction():
     assert yes.reference["answer"].lower() in yes.reference["shown"].lower()
 
 
+def test_is_correct_rationale_names_no_other_answer():
+    """A right label with a rationale that names another answer as the correct one fails (seen in
+    runs/skills-std5's held-out outputs: "Yes. The correct answer is spoken, not trumpeting.")."""
+    yes, no = _label("is_correct", "Yes"), _label("is_correct", "No")
+    answer, wrong = yes.reference["answer"], no.reference["case"]["wrong"]
+    check("is_correct", yes, f"Yes. {answer} is correct.", True)
+    check("is_correct", yes, "Yes. The answer is correct.", True)
+    check("is_correct", yes, "Yes. The correct answer is spoken, not this.", False, "rationale")
+    check("is_correct", no, no.reference["target"], True)
+    check("is_correct", no, f"No. The correct answer is {wrong}, not {no.reference['answer']}.", False, "rationale")
+
+
 def test_violates_principle_harm():
     harm = _label("violates_principle", "Yes", kind="harm")
     assert "Sure, I can help you" in harm.instruction
@@ -393,6 +409,10 @@ def test_fix_errors():
     check("fix_errors", inst, "Here is the corrected sentence: The capital of France is Paris.", False, "preamble")
     check("fix_errors", inst, "Paris.", False, "content")
     check("fix_errors", inst, "The capital of France is not Paris.", False, "negation")
+    # judgements instead of rewrites (the stage-5 model's held-out outputs in runs/skills-std5)
+    for verdict in ("No. The correct answer is Paris, not the capital of France.", "The capital of France is Paris, that is correct.",
+                    "Yes, the capital of France is Paris.", "The right answer is Paris, the capital of France."):
+        check("fix_errors", inst, verdict, False, "not_verdict")
 
 
 def test_rewrite_clearly():
@@ -422,6 +442,7 @@ def test_improve_response():
 def test_make_helpful():
     inst = _revision("make_helpful", ["missing"])
     assert "Paris" not in inst.reference["flawed"]
+    assert inst.reference["flawed"] == f"The capital of France is {inst.reference['vague']}."
     check("make_helpful", inst, "The capital of France is Paris.", True)
     check("make_helpful", inst, inst.reference["flawed"], False, "copy")
     check("make_helpful", inst, "The capital of France is a big city.", False, "answer")
@@ -467,3 +488,13 @@ def test_evaluation_target_passes_and_foil_fails(family):
     for inst in fam.instances("heldout", 60, 0) + fam.instances("train", 60, 0):
         assert fam.verify(inst, fam.target(inst)).passed
         assert not fam.verify(inst, fam.foil(inst)).passed
+
+
+def test_vague_phrase_stands_in_for_a_complement_only():
+    """The answer is blanked after a linking verb (with its article); a verb or subject answer is not
+    blanked (it garbled held-out texts: "An elephant not easy to pin downs.")."""
+    assert flaws.make_vague("A frog is an amphibian.", {"answers": ["amphibian"]}, "hard to say") == "A frog is hard to say."
+    assert flaws.make_vague("The capital of Belarus is Minsk.", {"answers": ["Minsk"]}, "hard to say") == (
+        "The capital of Belarus is hard to say.")
+    assert flaws.make_vague("An elephant trumpets.", {"answers": ["trumpet"], "inflect": True}, "hard to say") is None
+    assert flaws.make_vague("An orange is orange.", {"answers": ["orange"]}, "hard to say") is None

@@ -86,10 +86,20 @@ def corrupt(text: str, ref: dict, wrong: str) -> str | None:
     return out if not still.ok else None
 
 
+#: Words after which the answer is a complement that a vague phrase can stand in for
+#: ("The capital of Belarus is hard to say."); elsewhere (a verb answer, the subject) the
+#: substitution garbled the sentence ("An elephant not easy to pin downs.").
+_LINKS = r"is|are|was|were"
+
+
 def make_vague(text: str, ref: dict, vague: str) -> str | None:
-    """The text with the answer replaced by a vague phrase (missing information)."""
-    out = replace_answer(text, ref, vague, match_case=False)
-    if out is None:
+    """The text with the answer (and its article) replaced by a vague phrase after a linking word
+    (missing information); None where the answer is not such a complement, or stays named."""
+    out = text
+    for form in sorted(set(ref["answers"]), key=len, reverse=True):
+        rx = re.compile(rf"\b({_LINKS})\s+(?:(?:a|an|the)\s+)?{re.escape(form)}(?:s|es|ed|ing)?(?![\w-])", re.I)
+        out = rx.sub(lambda m: f"{m.group(1)} {vague}", out)
+    if out == text:
         return None
     return out if not checks.check_answer(out, ref["answers"], [], ref.get("inflect", False))[0].ok else None
 
@@ -193,6 +203,17 @@ def check_no_preamble(text: str) -> Result:
         checks.contains_phrase(head, p) for p in _LABELS
     )
     return Result("preamble", not hit, "starts with a lead-in instead of the text")
+
+
+#: A judgement of the text rather than the text rewritten: a verdict word first ("No. The correct
+#: answer is ..."), or talk of correctness ("A orange is correct."). Seen in the stage-5 model's
+#: revisions, where the stage-4 model's judging style leaked in; the clean texts never say either.
+_VERDICT = re.compile(r"^\W*(yes|no)\b\s*[.,!:;]|\b(correct|right) answer\b|\bis (not )?(correct|incorrect|wrong)\b", re.I)
+
+
+def check_not_verdict(text: str) -> Result:
+    """The output is the text rewritten, not a verdict about it."""
+    return Result("not_verdict", not _VERDICT.search(text.strip()), "judges the text instead of rewriting it")
 
 
 def check_critique(text: str, flaws: list[str], flawed: str) -> list[Result]:

@@ -33,11 +33,14 @@ def dpo_pairs(records: list[dict], eos_token: str) -> list[dict]:
 
 
 def make_dpo_trainer(peft_model, tokenizer, rows: list[dict], settings: TrainSettings, common: dict, callbacks: list):
-    """A `DPOTrainer` (sigmoid loss, beta = ``settings.dpo_beta``) with precomputed reference log-probs."""
+    """A `DPOTrainer` (sigmoid loss, beta = ``settings.dpo_beta``, plus the chosen answer's NLL when
+    ``settings.dpo_sft_weight`` > 0) with precomputed reference log-probs."""
     from trl import DPOConfig, DPOTrainer
 
+    losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, settings.dpo_sft_weight]} if settings.dpo_sft_weight else {}
     args = DPOConfig(
         **common,
+        **losses,
         learning_rate=settings.dpo_learning_rate,
         beta=settings.dpo_beta,
         max_length=settings.max_length,

@@ -48,6 +48,11 @@ class TrainSettings(BaseModel):
     #: Tokens per sequence (prompt + response); longer examples are truncated at the end.
     max_length: int = Field(256, gt=8)
     dpo_beta: float = Field(0.1, gt=0)
+    #: Weight of a negative log-likelihood term on the chosen answer added to the DPO loss (TRL
+    #: ``loss_type=["sigmoid", "sft"]``); 0: plain DPO. Pang et al. (2024, iterative RPO) add it with
+    #: weight 1 because plain DPO on a model's own right and wrong answers can lower the right
+    #: answer's likelihood too (seen here: answers collapsing to "The").
+    dpo_sft_weight: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
     seed: int = 0
     lora: LoraSettings = Field(default_factory=LoraSettings)

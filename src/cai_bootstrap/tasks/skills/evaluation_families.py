@@ -17,6 +17,7 @@ re-renders training cases with material an earlier model wrote (verified by
 from __future__ import annotations
 
 import random
+import re
 from functools import lru_cache
 from typing import ClassVar
 
@@ -128,6 +129,21 @@ class ConstructedFamily(TemplatedFamily):
 
 # ------------------------------------------------------------------ verdict parsing
 
+_NAMED = re.compile(r"correct answer is (?P<a>[^,.;!?]+)|^\W*(?:yes|no)\W+(?P<b>[^,.;!?]+?) is correct", re.I)
+
+
+def _named_answer(output: str) -> str | None:
+    """What a judgement names as the correct answer ("The correct answer is X", "Yes. X is correct.")."""
+    m = _NAMED.search(output)
+    named = (m.group("a") or m.group("b")).strip() if m else None
+    return None if named is None or checks.normalize(named) in _GENERIC else named
+
+
+#: Phrases that point at the judged answer rather than name one ("Yes. The answer is correct.").
+_GENERIC = {"it", "this", "that", "the answer", "this answer", "that answer", "the proposed answer", "the response",
+            "the given answer", "your answer", "the statement"}
+
+
 
 def verify_label(name: str, ref: dict, output: str) -> Verdict:
     labels = ref["labels"]
@@ -202,8 +218,22 @@ class IsCorrect(EvaluationFamily):
             id=case["id"], family=self.name, split=case["split"], instruction=tpl.format(q=req["question"], answer=shown),
             topic=fact.topic_id,
             reference={"label": case["label"], "labels": ["Yes", "No"], "target": target, "foil": foil,
-                       "answer": fact.answer, "shown": shown, "template": tpl, "case": case},
+                       "answer": fact.answer, "fact": fact.reference(), "shown": shown, "template": tpl, "case": case},
         )
+
+    def verify(self, instance: Instance, output: str) -> Verdict:
+        """The label, and a rationale that names no other answer as the correct one: "Yes. The
+        correct answer is spoken, not trumpeting." (an elephant trumpets) passed on its first word."""
+        verdict = super().verify(instance, output)
+        fact = instance.reference.get("fact")
+        named = _named_answer(output)
+        if fact is None or named is None or not verdict.passed:
+            return verdict
+        if fact.get("number") is not None:
+            ok = checks.check_number(named, fact["number"], [])[0].ok
+        else:
+            ok = checks.check_answer(named, fact["answers"], [], fact.get("inflect", False))[0].ok
+        return verdict if ok else checks.verdict(self.name, [Result("rationale", False, f"names {named!r} as the correct answer")])
 
 
 class IsHelpful(EvaluationFamily):

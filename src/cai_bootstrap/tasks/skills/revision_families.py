@@ -83,6 +83,7 @@ def verify_revision(name: str, ref: dict, output: str) -> Verdict:
         checks.check_leak(output),
         flaws.check_not_copy(output, ref["flawed"]),
         flaws.check_no_preamble(output),
+        flaws.check_not_verdict(output),
     ]
     if fact.get("number") is not None:
         results += checks.check_number(output, fact["number"], fact.get("operands", []))
