@@ -17,7 +17,6 @@ re-renders training cases with material an earlier model wrote (verified by
 from __future__ import annotations
 
 import random
-import re
 from functools import lru_cache
 from typing import ClassVar
 
@@ -25,6 +24,7 @@ from cai_bootstrap.tasks import bank, checks, flaws
 from cai_bootstrap.tasks.base import Instance, Split, Verdict
 from cai_bootstrap.tasks.checks import Result
 from cai_bootstrap.tasks.skills.templated import TemplatedFamily, verify_answer
+from cai_bootstrap.tasks.skills.verdicts import verify_label
 
 MATERIAL_CATEGORIES = ("capitals", "colours", "sounds", "plurals", "opposites", "science", "arithmetic")
 ANSWER_INSTRUCTION = "Answer this question: {q}"
@@ -127,43 +127,6 @@ class ConstructedFamily(TemplatedFamily):
         return instance.reference.get("foil")
 
 
-# ------------------------------------------------------------------ verdict parsing
-
-_NAMED = re.compile(r"correct answer is (?P<a>[^,.;!?]+)|^\W*(?:yes|no)\W+(?P<b>[^,.;!?]+?) is correct", re.I)
-
-
-def _named_answer(output: str) -> str | None:
-    """What a judgement names as the correct answer ("The correct answer is X", "Yes. X is correct.")."""
-    m = _NAMED.search(output)
-    named = (m.group("a") or m.group("b")).strip() if m else None
-    return None if named is None or checks.normalize(named) in _GENERIC else named
-
-
-#: Phrases that point at the judged answer rather than name one ("Yes. The answer is correct.").
-_GENERIC = {"it", "this", "that", "the answer", "this answer", "that answer", "the proposed answer", "the response",
-            "the given answer", "your answer", "the statement"}
-
-
-
-def verify_label(name: str, ref: dict, output: str) -> Verdict:
-    labels = ref["labels"]
-    said = checks.parse_label(output, labels)
-    tolerance = ref.get("tolerance", 0)
-    if said is not None and tolerance:
-        ok = abs(int(said) - int(ref["label"])) <= tolerance
-    else:
-        ok = said == ref["label"]
-    return checks.verdict(name, [
-        checks.check_nonempty(output),
-        checks.check_leak(output),
-        Result("format", said is not None, f"does not start with one of {labels}"),
-        Result("label", ok, f"said {said!r}, expected {ref['label']!r}" + (f" (+-{tolerance})" if tolerance else "")),
-        checks.check_finished(output, min_words=6),
-        checks.check_length(output, 1, 40),
-        checks.check_repetition(output),
-    ])
-
-
 class EvaluationFamily(ConstructedFamily):
     skill = "evaluation"
 
@@ -220,20 +183,6 @@ class IsCorrect(EvaluationFamily):
             reference={"label": case["label"], "labels": ["Yes", "No"], "target": target, "foil": foil,
                        "answer": fact.answer, "fact": fact.reference(), "shown": shown, "template": tpl, "case": case},
         )
-
-    def verify(self, instance: Instance, output: str) -> Verdict:
-        """The label, and a rationale that names no other answer as the correct one: "Yes. The
-        correct answer is spoken, not trumpeting." (an elephant trumpets) passed on its first word."""
-        verdict = super().verify(instance, output)
-        fact = instance.reference.get("fact")
-        named = _named_answer(output)
-        if fact is None or named is None or not verdict.passed:
-            return verdict
-        if fact.get("number") is not None:
-            ok = checks.check_number(named, fact["number"], [])[0].ok
-        else:
-            ok = checks.check_answer(named, fact["answers"], [], fact.get("inflect", False))[0].ok
-        return verdict if ok else checks.verdict(self.name, [Result("rationale", False, f"names {named!r} as the correct answer")])
 
 
 class IsHelpful(EvaluationFamily):
