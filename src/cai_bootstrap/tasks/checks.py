@@ -379,6 +379,14 @@ def check_number(text: str, expected: float, allowed: Iterable[float] = ()) -> l
     return res
 
 
+def check_fact(text: str, ref: dict, wrong: Iterable[str] = ()) -> list[Result]:
+    """The fact of ``ref`` (`bank.Fact.reference`) is stated: its number (other numbers only its
+    operands) for a numeric fact, else one of its answers affirmed and none of ``wrong``."""
+    if ref.get("number") is not None:
+        return check_number(text, ref["number"], ref.get("operands", []))
+    return check_answer(text, ref["answers"], wrong, ref.get("inflect", False))
+
+
 # ------------------------------------------------------------------ lists
 
 

@@ -80,10 +80,7 @@ def corrupt(text: str, ref: dict, wrong: str) -> str | None:
     out = replace_answer(text, ref, wrong)
     if out is None:
         return None
-    still = checks.check_answer(out, ref["answers"], [], ref.get("inflect", False))[0]
-    if ref.get("number") is not None:
-        still = checks.check_number(out, ref["number"], ref.get("operands", []))[0]
-    return out if not still.ok else None
+    return out if not checks.check_fact(out, ref)[0].ok else None
 
 
 #: Words after which the answer is a complement that a vague phrase can stand in for

@@ -85,10 +85,7 @@ def verify_revision(name: str, ref: dict, output: str) -> Verdict:
         flaws.check_no_preamble(output),
         flaws.check_not_verdict(output),
     ]
-    if fact.get("number") is not None:
-        results += checks.check_number(output, fact["number"], fact.get("operands", []))
-    else:
-        results += checks.check_answer(output, fact["answers"], wrong, fact.get("inflect", False))
+    results += checks.check_fact(output, fact, wrong)
     if fact.get("content"):
         results.append(checks.check_groups(output, [fact["content"]], "content"))
     kinds = ref["flaws"]

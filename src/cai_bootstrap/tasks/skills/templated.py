@@ -75,7 +75,7 @@ def verify_answer(
     name: str, ref: dict, output: str, directives: list[str], *, payload: str = "", max_words: int = 30,
     max_sentences: int = 2, stem: str = "",
 ) -> Verdict:
-    """A short answer that states the expected fact (see `checks.check_answer`).
+    """A short answer that states the expected fact (see `checks.check_fact`).
 
     With ``stem`` (sentence completion), a repeated stem is not counted as the answer:
     the answer must be in what follows it, so echoing "An orange is usually coloured"
@@ -83,10 +83,7 @@ def verify_answer(
     """
     results = [checks.check_nonempty(output), checks.check_leak(output), checks.check_no_echo(output, directives, payload)]
     answer_part = strip_stem(output, stem) if stem else output
-    if ref.get("number") is not None:
-        results += checks.check_number(answer_part, ref["number"], ref.get("operands", []))
-    else:
-        results += checks.check_answer(answer_part, ref["answers"], ref.get("wrong", []), ref.get("inflect", False))
+    results += checks.check_fact(answer_part, ref, ref.get("wrong", []))
     results += [
         checks.check_not_question(output),
         checks.check_one_line(output),

@@ -33,10 +33,7 @@ def check_rationale(output: str, fact: dict) -> Result:
     named = named_answer(output)
     if named is None:
         return Result("rationale", True, "")
-    if fact.get("number") is not None:
-        ok = checks.check_number(named, fact["number"], [])[0].ok
-    else:
-        ok = checks.check_answer(named, fact["answers"], [], fact.get("inflect", False))[0].ok
+    ok = checks.check_fact(named, fact)[0].ok  # the answer itself; a conflict is the label's business
     return Result("rationale", ok, f"names {named!r} as the correct answer")
 
 
