@@ -29,8 +29,26 @@ a tautology ("30 is 6.", "The 29 is 28.", "47 is 47."), garbled sentences that s
 the answer ("A rooster's rooster crow is a sound."), "The response is about thieves.", and
 filler "pretty" kept as an adjective. FNs: "The answer is teeth." / "The response is teeth." /
 "The answer is Au." fail the content check ('teeth' is no form of 'tooth'), while "The answer
-is buses." and "The answer is 30." pass it. The verifiers were not changed with the labels; the
-tests below hold the line: no new false positive, no family's agreement below the measured one.
+is buses." and "The answer is 30." pass it.
+
+Fixed since (tests/test_verifiers_45.py), agreement now (`NOW`):
+
+    stage 4: 100 of 100, 0 FP, 0 FN             stage 5: 94 of 97, 3 FP, 0 FN
+      every family 20/20                          make_helpful 19/20 FP 1, fix_errors 17/17,
+                                                  rewrite_clearly 20/20, improve_response 19/20 FP 1,
+                                                  revise_with_feedback 19/20 FP 1
+
+- a right label whose explanation gives another label's reason fails (`verdicts.check_reason`:
+  the family's reason table per label, and the clauses of the case's foil);
+- a number other than the result right after the last is/equals/=/makes conflicts
+  (`checks.stated_result`), and "X is X." is a tautology (`templated.check_not_tautology`);
+- an answer right after "about" is not stated (`checks.affirmed(as_answer=True)`);
+- a word of an injected multi-word filler the clean text lacks is filler ("pretty");
+- a bare "The answer is X." keeps the subject where the answer names it (plurals, the chemical
+  symbol): `revision_families.check_content`.
+
+Left (`KNOWN_FP`): garbled sentences that contain the answer, which no safe rule separates
+from a plain one: "A rooster's rooster crow is a sound." (twice), "A red and yellow are orange.".
 """
 
 import json
@@ -48,6 +66,19 @@ MEASURED = {
         "rate_response": (15, 20), "compare_responses": (20, 20)},
     5: {"make_helpful": (19, 20), "fix_errors": (17, 17), "rewrite_clearly": (15, 20),
         "improve_response": (16, 20), "revise_with_feedback": (18, 20)},
+}
+
+
+#: stage -> family -> agreed now (after the fixes above); no family may fall below it.
+NOW = {
+    4: {"is_correct": 20, "is_helpful": 20, "violates_principle": 20, "rate_response": 20, "compare_responses": 20},
+    5: {"make_helpful": 19, "fix_errors": 17, "rewrite_clearly": 20, "improve_response": 19, "revise_with_feedback": 19},
+}
+#: The false positives left, by id: garbled sentences that still contain the answer.
+KNOWN_FP = {
+    4: set(),
+    5: {"make_helpful/heldout/sounds-rooster/t0", "improve_response/heldout/sounds-rooster/t0",
+        "revise_with_feedback/heldout/science-red-and-yellow/t0"},
 }
 
 
@@ -84,11 +115,11 @@ def test_fixture_is_what_the_docstring_says(stage):
 @pytest.mark.parametrize("stage", [4, 5])
 def test_verifiers_agree_with_the_hand_labels_now(stage):
     verdicts = _verdicts(stage)
-    # a false positive now must be one found (and noted) when labelling: a verifier that starts
-    # passing a wrong output is a regression
-    known_fp = {r["id"] for r in _rows(stage) if r["verifier_then"] and not r["human"]}
-    false_pos = [(r["id"], r["output"]) for r, ok in verdicts if ok and not r["human"]]
-    assert [fp for fp in false_pos if fp[0] not in known_fp] == []
+    # the false positives left are the known ones; a verifier that starts passing another wrong
+    # output, or failing a right one, is a regression
+    false_pos = {r["id"] for r, ok in verdicts if ok and not r["human"]}
+    assert false_pos == KNOWN_FP[stage]
+    assert [(r["id"], r["output"]) for r, ok in verdicts if r["human"] and not ok] == []
     for family, (agreed, n) in MEASURED[stage].items():
         now = sum(r["human"] == ok for r, ok in verdicts if r["family"] == family)
-        assert now >= agreed, (family, now, agreed, n)
+        assert now >= NOW[stage][family] >= agreed, (family, now, agreed, n)
