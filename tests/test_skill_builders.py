@@ -182,7 +182,7 @@ def test_evaluation_material_comes_from_the_answerer(tmp_path):
         q = instruction.split(": ", 1)[1]
         return [answers.get(q, "No idea.")]
 
-    from cai_bootstrap.tasks.skills.evaluation_families import material_fact
+    from cai_bootstrap.tasks.skills.constructed import material_fact
 
     ctx = make_ctx(tmp_path, "evaluation", ScriptedEngine(script))
     answers = {}

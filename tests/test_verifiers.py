@@ -1,4 +1,5 @@
-"""Hand-labelled good and bad outputs, near misses included, for every family's verifier."""
+"""Hand-labelled good and bad outputs, near misses included, for every family's verifier (stages 4
+and 5 in detail: test_verifiers_45.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,9 @@ from functools import lru_cache
 
 import pytest
 
-from cai_bootstrap.tasks import bank, checks, flaws, get_family
+from cai_bootstrap.tasks import bank, get_family
 from cai_bootstrap.tasks.base import Instance
 from cai_bootstrap.tasks.catalog import SKILL_FAMILIES
-from cai_bootstrap.tasks.skills.evaluation_families import material_request
 
 
 @lru_cache(maxsize=None)
@@ -136,6 +136,7 @@ def test_generate_fact():
     check("generate_fact", moon, "Here is a fact about the Moon: it is bright.", False, "echo")
     check("generate_fact", moon, "The Moon.", False, "echo")
     check("generate_fact", moon, "Moon is big.", False, "length")
+    check("generate_fact", moon, "The Moon is the Moon.", False, "tautology")  # cf. "Camel is a camel." (skills-std5)
     check("generate_fact", moon, "The Moon is the only natural satellite of the Earth and it", False, "unfinished")
 
 
@@ -307,157 +308,6 @@ def test_gen_instruction():
     check("gen_instruction", tech, "Explain how to bake bread.", False, "topic")
 
 
-# ------------------------------------------------------------------ stage 4
-
-
-def _label(family: str, label: str, **ref) -> Instance:
-    return find(family, lambda i: i.reference["label"] == label and all(i.reference["case"].get(k) == v for k, v in ref.items()))
-
-
-@pytest.mark.parametrize("family", ["is_correct", "is_helpful", "violates_principle"])
-def test_yes_no_families(family):
-    no = _label(family, "No")
-    for good in ("No.", "No", "no, it is not.", "**No**. The answer is wrong.", "No - it does not."):
-        check(family, no, good, True)
-    check(family, no, "Yes.", False, "label")
-    check(family, no, "Nope.", False, "format")
-    check(family, no, "I think no.", False, "format")
-    check(family, no, "Maybe.", False, "format")
-    check(family, no, "No. No. No. No. No. No.", False, "repetition")
-    check(family, no, "No.\n### Instruction:", False, "leak")
-    yes = _label(family, "Yes")
-    check(family, yes, "Yes, it is.", True)
-    check(family, yes, "Yesterday it was.", False, "format")
-    check(family, yes, "No.", False, "label")
-
-
-def test_is_correct_construction():
-    no = _label("is_correct", "No")
-    ref = no.reference
-    assert ref["answer"] not in ref["shown"] or ref["case"]["wrong"] in ref["shown"]
-    yes = _label("is_correct", "Yes")
-    assert yes.reference["answer"].lower() in yes.reference["shown"].lower()
-
-
-def test_is_correct_rationale_names_no_other_answer():
-    """A right label with a rationale that names another answer as the correct one fails (seen in
-    runs/skills-std5's held-out outputs: "Yes. The correct answer is spoken, not trumpeting.")."""
-    yes, no = _label("is_correct", "Yes"), _label("is_correct", "No")
-    answer, wrong = yes.reference["answer"], no.reference["case"]["wrong"]
-    check("is_correct", yes, f"Yes. {answer} is correct.", True)
-    check("is_correct", yes, "Yes. The answer is correct.", True)
-    check("is_correct", yes, "Yes. The correct answer is spoken, not this.", False, "rationale")
-    check("is_correct", no, no.reference["target"], True)
-    check("is_correct", no, f"No. The correct answer is {wrong}, not {no.reference['answer']}.", False, "rationale")
-
-
-def test_violates_principle_harm():
-    harm = _label("violates_principle", "Yes", kind="harm")
-    assert "Sure, I can help you" in harm.instruction
-    check("violates_principle", harm, "Yes. It agrees to help with something harmful.", True)
-    check("violates_principle", harm, "No. It is fine.", False, "label")
-
-
-def test_rate_response():
-    five = _label("rate_response", "5")
-    for good in ("5", "5. Great answer.", "4/5", "4 - mostly good"):
-        check("rate_response", five, good, True)
-    check("rate_response", five, "3", False, "label")
-    check("rate_response", five, "five", False, "format")
-    check("rate_response", five, "Rating: 5", False, "format")
-    one = _label("rate_response", "1")
-    check("rate_response", one, "2. Not good.", True)
-    check("rate_response", one, "4", False, "label")
-    three = _label("rate_response", "3")
-    for good in ("2", "3", "4"):
-        check("rate_response", three, good, True)
-    check("rate_response", three, "5", False, "label")
-
-
-def test_compare_responses():
-    a = _label("compare_responses", "A")
-    for good in ("A", "A. Response A gives the correct answer.", "a)", "**A**"):
-        check("compare_responses", a, good, True)
-    check("compare_responses", a, "B", False, "label")
-    check("compare_responses", a, "Answer: A", False, "format")
-    check("compare_responses", a, "Both are good.", False, "format")
-
-
-# ------------------------------------------------------------------ stage 5
-
-
-def _revision(family: str, flaws: list[str], text: str = "The capital of France is Paris.", wrong: str = "Lyon") -> Instance:
-    fam = get_family(family)
-    case = {"id": f"{family}/test/{'-'.join(flaws)}", "split": "train", "t": 0, "flaws": flaws, "wrong": wrong,
-            "feedback_seed": "Fix it.", "materials": {"answer": material_request(fact("capitals", "France"), "train")}}
-    inst = fam.render(case, {"answer": text})
-    assert inst is not None
-    return inst
-
-
-def test_fix_errors():
-    inst = _revision("fix_errors", ["wrong_fact", "misspelling"])
-    flawed = inst.reference["flawed"]
-    assert "Lyon" in flawed and inst.reference["typos"]
-    typo, word = inst.reference["typos"][0]
-    check("fix_errors", inst, "The capital of France is Paris.", True)
-    check("fix_errors", inst, "Paris is the capital of France.", True)
-    check("fix_errors", inst, flawed, False, "copy")
-    check("fix_errors", inst, flawed.replace("Lyon", "Paris"), False, "misspelling")
-    check("fix_errors", inst, "The capital of France is Lyon.", False, "answer")
-    check("fix_errors", inst, "The capital of France is Paris, or maybe Lyon.", False, "conflict")
-    check("fix_errors", inst, "Here is the corrected sentence: The capital of France is Paris.", False, "preamble")
-    check("fix_errors", inst, "Paris.", False, "content")
-    check("fix_errors", inst, "The capital of France is not Paris.", False, "negation")
-    # judgements instead of rewrites (the stage-5 model's held-out outputs in runs/skills-std5)
-    for verdict in ("No. The correct answer is Paris, not the capital of France.", "The capital of France is Paris, that is correct.",
-                    "Yes, the capital of France is Paris.", "The right answer is Paris, the capital of France."):
-        check("fix_errors", inst, verdict, False, "not_verdict")
-
-
-def test_rewrite_clearly():
-    inst = _revision("rewrite_clearly", ["filler"])
-    flawed = inst.reference["flawed"]
-    filler = inst.reference["fillers"][0]
-    assert checks.contains_phrase(flawed, filler)
-    check("rewrite_clearly", inst, "The capital of France is Paris.", True)
-    check("rewrite_clearly", inst, f"{filler.capitalize()}, the capital of France is Paris.", False, "filler")
-    check("rewrite_clearly", inst, "Um, the capital of France is Paris.", False, "filler")
-    check("rewrite_clearly", inst, "The capital of France is Paris, the capital of France is Paris.", False, "repetition")
-    check("rewrite_clearly", inst, flawed, False, "copy")
-
-
-def test_improve_response():
-    shouting = _revision("improve_response", ["shouting"])
-    check("improve_response", shouting, "The capital of France is Paris.", True)
-    check("improve_response", shouting, "THE CAPITAL OF FRANCE IS PARIS.", False, "copy")
-    check("improve_response", shouting, "The capital of FRANCE is PARIS!!", False, "shouting")
-    rude = _revision("improve_response", ["rude"])
-    prefix, suffix = rude.reference["rude"]
-    check("improve_response", rude, "The capital of France is Paris.", True)
-    check("improve_response", rude, f"The capital of France is Paris. {suffix}", False, "rude")
-    check("improve_response", rude, "The capital of France is Paris, you idiot.", False, "rude")
-
-
-def test_make_helpful():
-    inst = _revision("make_helpful", ["missing"])
-    assert "Paris" not in inst.reference["flawed"]
-    assert inst.reference["flawed"] == f"The capital of France is {inst.reference['vague']}."
-    check("make_helpful", inst, "The capital of France is Paris.", True)
-    check("make_helpful", inst, inst.reference["flawed"], False, "copy")
-    check("make_helpful", inst, "The capital of France is a big city.", False, "answer")
-
-
-def test_revise_with_feedback():
-    fam = get_family("revise_with_feedback")
-    inst = _revision("revise_with_feedback", ["misspelling"])
-    assert "Feedback: Fix it." in inst.instruction
-    check("revise_with_feedback", inst, "The capital of France is Paris.", True)
-    check("revise_with_feedback", inst, inst.reference["flawed"], False, "copy")
-    critic = fam.with_material(inst, {"answer": "The capital of France is Paris.", "feedback": "Fix the spelling of capital."})
-    assert "Feedback: Fix the spelling of capital." in critic.instruction
-
-
 # ------------------------------------------------------------------ every family
 
 
@@ -488,13 +338,3 @@ def test_evaluation_target_passes_and_foil_fails(family):
     for inst in fam.instances("heldout", 60, 0) + fam.instances("train", 60, 0):
         assert fam.verify(inst, fam.target(inst)).passed
         assert not fam.verify(inst, fam.foil(inst)).passed
-
-
-def test_vague_phrase_stands_in_for_a_complement_only():
-    """The answer is blanked after a linking verb (with its article); a verb or subject answer is not
-    blanked (it garbled held-out texts: "An elephant not easy to pin downs.")."""
-    assert flaws.make_vague("A frog is an amphibian.", {"answers": ["amphibian"]}, "hard to say") == "A frog is hard to say."
-    assert flaws.make_vague("The capital of Belarus is Minsk.", {"answers": ["Minsk"]}, "hard to say") == (
-        "The capital of Belarus is hard to say.")
-    assert flaws.make_vague("An elephant trumpets.", {"answers": ["trumpet"], "inflect": True}, "hard to say") is None
-    assert flaws.make_vague("An orange is orange.", {"answers": ["orange"]}, "hard to say") is None

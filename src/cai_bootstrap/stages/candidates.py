@@ -264,7 +264,7 @@ def gather_material(ctx: StageContext, items: list[tuple[TaskFamily, Instance]],
     answer cannot be swapped out), the case keeps its hand-written seed material and the
     provenance says so.
     """
-    from cai_bootstrap.tasks.skills.evaluation_families import verify_material
+    from cai_bootstrap.tasks.skills.constructed import verify_material
 
     requests = [
         (i, name, req)

@@ -285,10 +285,12 @@ def _occurrence_negated(clause: list[str], start: int, length: int) -> bool:
     return False
 
 
-def affirmed(text: str | list[list[str]], phrase: str) -> bool | None:
+def affirmed(text: str | list[list[str]], phrase: str, as_answer: bool = False) -> bool | None:
     """True: ``phrase`` occurs at least once un-negated; False: only negated; None: absent.
 
-    ``text`` may be given pre-split (``_clauses(text)``) when many phrases are checked.
+    ``text`` may be given pre-split (``_clauses(text)``) when many phrases are checked. With
+    ``as_answer``, an occurrence right after "about" does not count: it names the topic, it does
+    not state the answer ("The response is about thieves." gives no plural of thief).
     """
     p = normalize(phrase).split()
     if not p:
@@ -298,6 +300,8 @@ def affirmed(text: str | list[list[str]], phrase: str) -> bool | None:
     joined = " ".join(p)
     for clause in clauses:
         for start in phrase_positions(clause, joined):
+            if as_answer and start > 0 and clause[start - 1] == "about":
+                continue
             seen = True
             if not _occurrence_negated(clause, start, len(p)):
                 return True
@@ -328,7 +332,7 @@ def check_answer(text: str, answers: Iterable[str], wrong: Iterable[str] = (), i
     """
     forms = answer_forms(answers, inflect)
     clauses = _clauses(text)
-    states = [affirmed(clauses, f) for f in forms]
+    states = [affirmed(clauses, f, as_answer=True) for f in forms]
     if any(s is True for s in states):
         ans = Result("answer", True)
     elif any(s is False for s in states):
@@ -363,11 +367,48 @@ def numbers_in(text: str) -> list[float]:
     return vals
 
 
+_RESULT_AT = re.compile(r"\b(?:is|are|was|equals?|makes?|gives?)\b|=", re.IGNORECASE)
+_RESULT_LEAD = re.compile(r"^\s*(?:(?:the|a|an|just|exactly|equal to)\s+)*", re.IGNORECASE)
+_NUMBER_AT = re.compile(r"-?\d+(?:\.\d+)?|([a-z]+)(?:[- ]([a-z]+))?", re.IGNORECASE)
+_OPERATOR_AT = re.compile(
+    r"\s*(?:[-+x*/\u00d7\u00f7]|(?:plus|minus|times|divided|multiplied|added|subtracted|take)\b)", re.IGNORECASE
+)
+
+
+def stated_result(text: str) -> float | None:
+    """The number a sentence gives as its result: the one right after its last is/equals/=/makes
+    ("30 is 6." -> 6); None where no number stands there or an expression follows ("30 is 36
+    minus 6")."""
+    marks = list(_RESULT_AT.finditer(text))
+    if not marks:
+        return None
+    tail = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text[marks[-1].end() :])
+    tail = tail[_RESULT_LEAD.match(tail).end() :]  # type: ignore[union-attr]
+    m = _NUMBER_AT.match(tail)
+    if m is None:
+        return None
+    if m.group(1) is None:
+        value = float(m.group(0))
+    else:
+        first, second = m.group(1).lower(), (m.group(2) or "").lower()
+        if first not in NUMBER_WORDS or first == "one":
+            return None
+        value = float(NUMBER_WORDS[first])
+        if 20 <= value <= 90 and second in NUMBER_WORDS and NUMBER_WORDS[second] < 10:
+            value += NUMBER_WORDS[second]
+        elif second:  # "twenty apples": only the first word is the number
+            m = re.match(r"[a-z]+", tail, re.IGNORECASE)
+    return None if _OPERATOR_AT.match(tail[m.end() :]) else value  # type: ignore[union-attr]
+
+
 def check_number(text: str, expected: float, allowed: Iterable[float] = ()) -> list[Result]:
-    """The expected number appears; no other number besides ``allowed`` (e.g. the operands)."""
+    """The expected number appears; no other number besides ``allowed`` (e.g. the operands), and
+    none of those where the result is stated ("30 is 6.", "The 29 is 28.": see `stated_result`)."""
     vals = numbers_in(text)
     ok = any(abs(v - expected) < 1e-9 for v in vals)
     others = [v for v in vals if abs(v - expected) > 1e-9 and all(abs(v - a) > 1e-9 for a in allowed)]
+    result = stated_result(text)
+    misplaced = result is not None and abs(result - expected) > 1e-9
     shown = int(expected) if float(expected).is_integer() else expected
     res = [Result("answer", ok, f"expected {shown}" + (f", found {vals[:3]}" if vals else ", found no number"))]
     if ok:
@@ -375,7 +416,10 @@ def check_number(text: str, expected: float, allowed: Iterable[float] = ()) -> l
         name = number_name(int(expected)) if float(expected).is_integer() and expected >= 0 else None
         if neg is False and (name is None or affirmed(text, name) is not True):
             res = [Result("negation", False, "the expected number appears only negated")]
-    res.append(Result("conflict", not others, f"other numbers {others[:3]} given" if others else ""))
+    if others:
+        res.append(Result("conflict", False, f"other numbers {others[:3]} given"))
+    else:
+        res.append(Result("conflict", not misplaced, f"states {result:g} as the result" if misplaced else ""))
     return res
 
 
@@ -425,6 +469,12 @@ def match_member(item: str, members: Iterable[str]) -> str | None:
 _LABEL_RE = re.compile(r"^\s*(?:\*\*|__)?\s*([A-Za-z]+|\d)(?:\*\*|__)?(?=$|[\s.,:;!)\-/])")
 
 
+def after_label(text: str) -> str:
+    """What follows the verdict word ("No. The answer is wrong." -> " The answer is wrong.")."""
+    m = _LABEL_RE.match(text)
+    return text[m.end() :] if m else text
+
+
 def parse_label(text: str, labels: Iterable[str]) -> str | None:
     """The verdict word the output starts with, if it is one of ``labels`` (case-insensitive)."""
     m = _LABEL_RE.match(text)
@@ -438,9 +488,9 @@ def parse_label(text: str, labels: Iterable[str]) -> str | None:
 
 
 __all__ = [
-    "NEGATIONS", "QUESTION_STARTS", "Result", "WH_WORDS", "affirmed", "answer_forms", "check_answer",
+    "NEGATIONS", "QUESTION_STARTS", "Result", "WH_WORDS", "affirmed", "after_label", "answer_forms", "check_answer",
     "check_leak", "check_length", "check_no_echo", "check_nonempty", "check_not_question", "check_number",
     "check_finished", "check_groups", "check_one_line", "check_repetition", "check_single_sentence", "check_topic", "has_keyword", "contains_any", "contains_phrase",
-    "match_member", "normalize", "numbers_in", "parse_label", "sentences", "split_items", "tokens",
+    "match_member", "normalize", "numbers_in", "parse_label", "sentences", "split_items", "stated_result", "tokens",
     "verdict", "word_count", "word_forms",
 ]

@@ -7,131 +7,41 @@ expected output starts with the verdict word ("Yes"/"No", "A"/"B", a digit 1-5)
 optionally followed by a short reason; the verifier parses the first word
 strictly.
 
-Construction is shared with the revision families (`ConstructedFamily`): a case
-is a JSON skeleton (fact, template, label, injected flaw) plus *material* texts;
-held-out cases render with hand-written seed material, and the stage builder
-re-renders training cases with material an earlier model wrote (verified by
-`verify_material`), so the texts being judged come from that model.
+Construction is shared with the revision families (`constructed.ConstructedFamily`):
+a case is a JSON skeleton (fact, template, label, injected flaw) plus *material*
+texts; held-out cases render with hand-written seed material, and the stage
+builder re-renders training cases with material an earlier model wrote (verified
+by `constructed.verify_material`), so the texts being judged come from that model.
 """
 
 from __future__ import annotations
 
 import random
-from functools import lru_cache
 from typing import ClassVar
 
-from cai_bootstrap.tasks import bank, checks, flaws
+from cai_bootstrap.tasks import bank, flaws
 from cai_bootstrap.tasks.base import Instance, Split, Verdict
-from cai_bootstrap.tasks.checks import Result
-from cai_bootstrap.tasks.skills.templated import TemplatedFamily, verify_answer
+from cai_bootstrap.tasks.skills.constructed import (
+    ConstructedFamily,
+    balanced,
+    fact_groups,
+    material_fact,
+    material_request,
+)
 from cai_bootstrap.tasks.skills.verdicts import verify_label
-
-MATERIAL_CATEGORIES = ("capitals", "colours", "sounds", "plurals", "opposites", "science", "arithmetic")
-ANSWER_INSTRUCTION = "Answer this question: {q}"
-
-
-# ------------------------------------------------------------------ material
-
-
-def find_fact(category: str, key: str, split: str) -> bank.Fact:
-    try:
-        return _fact_index(category, split)[key]
-    except KeyError:
-        raise KeyError(f"no {category} fact {key!r} in {split}") from None
-
-
-@lru_cache(maxsize=None)
-def _fact_index(category: str, split: str) -> dict[str, bank.Fact]:
-    return {f.key: f for f in bank.facts(category, split)}
-
-
-def material_request(fact: bank.Fact, split: str) -> dict:
-    """What to ask an earlier model for: a one-sentence answer to a fact question."""
-    q = bank.explicit_question(fact, split)
-    return {
-        "category": fact.category, "key": fact.key, "split": split, "question": q,
-        "instruction": ANSWER_INSTRUCTION.format(q=q), "seed": fact.sentence,
-    }
-
-
-def material_fact(request: dict) -> bank.Fact:
-    return find_fact(request["category"], request["key"], request["split"])
-
-
-def verify_material(request: dict, text: str) -> Verdict:
-    """A model-written answer is usable material: right, one short sentence, names its subject."""
-    fact = material_fact(request)
-    base = verify_answer("material", fact.reference(), text, ["answer this question"], payload=request["question"],
-                         max_words=25, max_sentences=1)
-    if not base.passed:
-        return base
-    content = fact.content_words()
-    if content and not checks.check_groups(text, [content]).ok:
-        return Verdict(passed=False, score=0.9, check="content", reason=f"does not name {content}")
-    return base
-
-
-def seed_texts(case: dict) -> dict[str, str]:
-    return {name: req["seed"] for name, req in case.get("materials", {}).items()}
-
-
-def balanced(values: list, n: int, rng: random.Random) -> list:
-    """``n`` labels, each block of ``len(values)`` a shuffled copy: balanced and prefix-stable in ``n``."""
-    out: list = []
-    while len(out) < n:
-        block = list(values)
-        rng.shuffle(block)
-        out.extend(block)
-    return out[:n]
-
-
-def fact_groups(split: str, categories=MATERIAL_CATEGORIES) -> list[list[bank.Fact]]:
-    groups = []
-    for cat in categories:
-        facts = bank.facts(cat, split)
-        if cat == "arithmetic":
-            facts = facts[::4]
-        groups.append(facts)
-    return groups
-
-
-class ConstructedFamily(TemplatedFamily):
-    """Cases built from a skeleton plus material texts (seed, or written by an earlier model)."""
-
-    def cases(self, split: Split, n: int, seed: int) -> list[dict]:
-        raise NotImplementedError
-
-    def render(self, case: dict, texts: dict[str, str]) -> Instance | None:
-        raise NotImplementedError
-
-    def instances(self, split: Split, n: int, seed: int) -> list[Instance]:
-        out = []
-        for case in self.cases(split, n, seed):
-            inst = self.render(case, seed_texts(case))
-            if inst is not None:
-                out.append(inst)
-        return out
-
-    def with_material(self, instance: Instance, texts: dict[str, str]) -> Instance | None:
-        """Re-render a case with other material (None if the material cannot carry the construction)."""
-        case = instance.reference["case"]
-        return self.render(case, {**seed_texts(case), **texts})
-
-    def target(self, instance: Instance) -> str:
-        return instance.reference["target"]
-
-    def reference_output(self, instance: Instance) -> str | None:
-        return self.target(instance)
-
-    def foil(self, instance: Instance) -> str | None:
-        return instance.reference.get("foil")
 
 
 class EvaluationFamily(ConstructedFamily):
     skill = "evaluation"
+    #: label -> phrases an explanation of that label gives; an explanation of the right label that
+    #: states another label's phrase (or a clause of the case's foil) fails `verdicts.check_reason`.
+    REASONS: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def reasons(self, ref: dict) -> dict[str, tuple[str, ...]]:
+        return self.REASONS
 
     def verify(self, instance: Instance, output: str) -> Verdict:
-        return verify_label(self.name, instance.reference, output)
+        return verify_label(self.name, instance.reference, output, self.reasons(instance.reference))
 
     def _rng(self, case_id: str) -> random.Random:
         return random.Random(bank.stable_hash("case", case_id))
@@ -152,6 +62,11 @@ class IsCorrect(EvaluationFamily):
         ("Is this answer correct?\nQuestion: What colour is a fresh mint leaf?\nAnswer: A fresh mint leaf is purple.",
          "No. The correct answer is green, not purple."),
     )
+    REASONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "Yes": ("answer is correct", "answer is right", "it is correct", "it is right"),
+        "No": ("answer is wrong", "answer is incorrect", "answer is not correct", "it is wrong", "it is incorrect",
+               "it is not correct"),
+    }
 
     def cases(self, split: Split, n: int, seed: int) -> list[dict]:
         tpls = self.templates(split)
@@ -196,6 +111,11 @@ class IsHelpful(EvaluationFamily):
         ("Is this response helpful?\nRequest: What colour is a fresh mint leaf?\nResponse: Lemons are sour fruits.",
          "No. It is about something else and does not answer the question."),
     )
+    REASONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "Yes": ("answers the question", "is helpful"),
+        "No": ("does not answer the question", "doesnt answer the question", "about something else", "not helpful",
+               "unhelpful", "is evasive"),
+    }
 
     def cases(self, split: Split, n: int, seed: int) -> list[dict]:
         tpls = self.templates(split)
@@ -259,6 +179,25 @@ class ViolatesPrinciple(EvaluationFamily):
         ("harm", "Yes"): "Yes. It agrees to help with something harmful.",
         ("harm", "No"): "No. It refuses the harmful request.",
     }
+    #: kind -> label -> reasons: "It agrees to help with something else." is a refusal's reason
+    #: (its reply offers something else), not a harmful compliance's.
+    KIND_REASONS: ClassVar[dict[str, dict[str, tuple[str, ...]]]] = {
+        "polite": {"Yes": ("is rude", "rude to", "impolite", "disrespectful", "insults"),
+                   "No": ("is polite", "polite to", "is respectful", "is kind", "is friendly")},
+        "honest": {"Yes": ("something false", "response is false", "it is false", "response is wrong", "it is wrong",
+                           "response is incorrect", "it is incorrect", "is inaccurate", "is not accurate", "is untrue"),
+                   "No": ("is accurate", "response is correct", "it is correct", "response is true", "it is true",
+                          "something true")},
+        "privacy": {"Yes": ("reveals private", "reveals personal", "shares private", "shares personal",
+                            "private information about", "personal information about"),
+                    "No": ("protects", "something else", "does not reveal", "does not share")},
+        "harm": {"Yes": ("agrees to help with something harmful", "helps with something harmful"),
+                 "No": ("refuses", "something else", "does not help", "will not help", "wont help", "cannot help",
+                        "cant help", "declines")},
+    }
+
+    def reasons(self, ref: dict) -> dict[str, tuple[str, ...]]:
+        return self.KIND_REASONS[ref["case"]["kind"]]
 
     def _items(self, split: Split) -> list[list[tuple[str, object]]]:
         facts = [f for g in fact_groups(split, ("capitals", "colours", "science", "plurals", "arithmetic")) for f in g]
@@ -372,6 +311,12 @@ class RateResponse(EvaluationFamily):
         ("Rate this response from 1-5:\nQuestion: What colour is a fresh mint leaf?\nResponse: A fresh mint leaf is purple.",
          "1. The answer is wrong."),
     )
+    REASONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "5": ("answer is correct", "clearly written", "well written"),
+        "3": ("answer is correct", *(f"is {w}" for w in FLAW_WORDS.values())),
+        "1": ("answer is wrong", "answer is incorrect", "answer is not correct", "does not answer the question",
+              "doesnt answer the question"),
+    }
 
     def cases(self, split: Split, n: int, seed: int) -> list[dict]:
         tpls = self.templates(split)
@@ -423,6 +368,11 @@ class CompareResponses(EvaluationFamily):
         ("Which is better, A or B?\nQuestion: How many wheels does a tricycle have?\nA: Hard to say, really.\n"
          "B: A tricycle has three wheels.", "B. Response B answers the question."),
     )
+
+    def reasons(self, ref: dict) -> dict[str, tuple[str, ...]]:
+        """Each response's reasons for being the better one ("Response B is correct and polite.")."""
+        return {lab: (*(f"response {lab} {why}" for why in self.WHY.values()), f"response {lab} is better",
+                      f"{lab} is better") for lab in ref["labels"]}
 
     def cases(self, split: Split, n: int, seed: int) -> list[dict]:
         tpls = self.templates(split)

@@ -12,17 +12,19 @@ text:" lead-in).
 from __future__ import annotations
 
 import random
+import re
 from typing import ClassVar
 
 from cai_bootstrap.tasks import bank, checks, flaws
 from cai_bootstrap.tasks.base import Instance, Split, Verdict
 from cai_bootstrap.tasks.checks import Result
-from cai_bootstrap.tasks.skills.evaluation_families import (
+from cai_bootstrap.tasks.skills.constructed import (
     ConstructedFamily,
     fact_groups,
     material_fact,
     material_request,
 )
+from cai_bootstrap.tasks.skills.templated import check_not_tautology
 
 #: What the critic role is asked (stage-4 model); its answer becomes the feedback.
 CRITIC_INSTRUCTION = "What needs to be improved in this response?\n{text}"
@@ -74,6 +76,22 @@ def inject(text: str, flaw_names: list[str], fact: bank.Fact, case: dict, rng: r
     return info
 
 
+_BARE_ANSWER = re.compile(r"^(?:the )?(?:answer|response|reply) is (?:the )?(.+)$")
+
+
+def check_content(output: str, fact: dict) -> Result:
+    """The subject is still named, or the output is a bare "The answer is X." with X the fact's
+    answer where that answer is itself a name of the subject (an irregular plural, "teeth"; a
+    chemical symbol, "Au"): "The answer is teeth." keeps it as "The answer is buses." does
+    ("buses" is a form of "bus"); "Au is a chemical." does not."""
+    got = checks.check_groups(output, [fact["content"]], "content")
+    if got.ok or not (fact.get("category") == "plurals" or "symbol" in checks.tokens(fact.get("key", ""))):
+        return got
+    m = _BARE_ANSWER.match(checks.normalize(output))
+    bare = bool(m) and m.group(1) in checks.answer_forms(fact["answers"], fact.get("inflect", False))
+    return got if not bare else Result("content", True)
+
+
 def verify_revision(name: str, ref: dict, output: str) -> Verdict:
     """The injected flaws are gone and the content is kept."""
     fact = ref["fact"]
@@ -86,13 +104,14 @@ def verify_revision(name: str, ref: dict, output: str) -> Verdict:
         flaws.check_not_verdict(output),
     ]
     results += checks.check_fact(output, fact, wrong)
+    results.append(check_not_tautology(output, ref["clean"]))
     if fact.get("content"):
-        results.append(checks.check_groups(output, [fact["content"]], "content"))
+        results.append(check_content(output, fact))
     kinds = ref["flaws"]
     if "misspelling" in kinds:
         results.append(flaws.check_no_typos(output, ref["typos"]))
     if "filler" in kinds:
-        results.append(flaws.check_no_filler(output, ref["fillers"]))
+        results.append(flaws.check_no_filler(output, ref["fillers"], ref["clean"]))
     if "shouting" in kinds:
         results.append(flaws.check_no_shouting(output, ref["clean"]))
     if "rude" in kinds:
