@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("evaluation",),
     ("stages",),
     ("pipeline",),
-    ("plan", "report", "serve", "bench"),
+    ("plan", "plan_measured", "report", "serve", "bench"),
     ("cli", "__main__"),
 ]
 MAX_LINES = 500

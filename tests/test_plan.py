@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -283,3 +284,39 @@ def test_plan_counts_rounds_of_self_training():
     kept = round(per * spec.rounds.keep * ROUND_KEEP_SHARE)
     runs = sum(spec.examples + r * kept for r in range(spec.rounds.count + 1))
     assert a.train_tokens == pytest.approx(b.train_tokens * runs / spec.examples, rel=0.01)
+
+
+def test_task_stages_use_the_task_kind_figures():
+    """The shipped `tasks` curriculum, loaded for real: its stages count with the measured task-kind
+    figures (yield, record tokens, round keep share, the cpu profile's shares) and the families' caps."""
+    from cai_bootstrap.plan import KIND_SHARES, MEASURED_YIELDS, ROUND_KEEP_SHARE_BY_KIND
+    from cai_bootstrap.stages.registry import get_kind, load_curriculum
+
+    cur = load_curriculum("tasks", "standard")
+    rows = plan(cur, hardware="cpu")
+    s0, s1 = cur.stages[0], cur.stages[1]
+    kind = get_kind("task")
+    assert s0.kind == s1.kind == "task" and "task" in MEASURED_YIELDS
+    # the families' own caps, not the stage's max_new_tokens: factual_qa 40 -> 48; + summarization 96, explanation 128
+    assert kind.plan_answer_tokens(s0) == 48 < s0.sampling.max_new_tokens
+    assert kind.plan_answer_tokens(s1) == round((48 + 96 + 128) / 3)
+    y = MEASURED_YIELDS["task"]
+    assert rows[0].candidates == math.ceil(s0.examples / y)
+    assert rows[1].candidates == math.ceil(s1.examples / y)
+    # stage 0 (no replay): first records + 3 rounds of 100 instances x keep 2 x the task kind's keep share
+    kept = round(s0.rounds.instances * s0.rounds.keep * ROUND_KEEP_SHARE_BY_KIND["task"])
+    records = sum(s0.examples + a * kept for a in range(s0.rounds.count + 1))
+    assert rows[0].train_tokens == round(records * s0.training.epochs * RECORD_TOKENS["task"])
+    # generations: answers, one critique of the unsolved cases (1 - yield) and revise_n revisions of each;
+    # then the rounds and one evaluation (held-out + validation) per training run
+    cands, critiqued = rows[0].candidates, round(rows[0].candidates * (1 - y))
+    evals = (s0.rounds.count + 1) * (s0.heldout + s0.validation)
+    assert rows[0].generations == (cands * s0.sampling.n + 2 * critiqued
+                                   + s0.rounds.count * s0.rounds.instances * s0.rounds.samples + evals)
+    gen_share, train_share = KIND_SHARES["task"]
+    cpu = PROFILES["cpu"]
+    assert rows[0].gen_hours == pytest.approx(rows[0].gen_tokens / (cpu.gen_tokens_per_s * gen_share) / 3600)
+    assert rows[0].train_hours == pytest.approx(rows[0].train_tokens / (cpu.train_tokens_per_s * train_share) / 3600)
+    # the GPU profiles keep their derived rates (the task shares were measured on the CPU pipeline)
+    h100 = plan(cur, hardware="h100")[0]
+    assert h100.gen_hours == pytest.approx(h100.gen_tokens / PROFILES["h100"].gen_tokens_per_s / 3600)

@@ -91,3 +91,16 @@ def test_cpu_plan_is_within_25_percent_of_the_measured_standard_run():
 def test_cpu_plan_is_within_25_percent_of_the_measured_quick_run():
     planned = _minutes(load_curriculum("skills", "quick"))
     assert planned == pytest.approx(QUICK_WALL_MIN, rel=0.25)
+
+
+#: `task` stages at the standard preset (stage time in state.json, generate + train + eval):
+#: runs/tasks-std3 stage 0 (factual_qa, 3 rounds; its manifest's stage 0 is today's) 742 s;
+#: runs/tasks-std6 stage 1 (3 tasks, sampling.n 16, 2 rounds; today's tasks.yaml) 2,601 s.
+TASKS_STAGE_S = {"stage-0": 742.0, "stage-1": 2601.0}
+
+
+def test_cpu_plan_of_task_stages_is_within_30_percent_of_the_measured_runs():
+    rows = {r.stage: r for r in plan(load_curriculum("tasks", "standard"), hardware="cpu")}
+    for stage, seconds in TASKS_STAGE_S.items():
+        assert rows[stage].kind == "task"
+        assert rows[stage].hours * 3600 == pytest.approx(seconds, rel=0.3), stage

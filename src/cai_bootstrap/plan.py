@@ -16,16 +16,20 @@ Counting (per stage):
   ``answers_per_case`` where it sets one: 1 for ``constitutional``, whose builder answers
   once); ``critic`` like the writer (``critiques_per_case``: 1 for ``constitutional``); ``reviser`` ``sampling.n``; ``judge`` ``sampling.n`` of
   `JUDGE_TOKENS` tokens (an upper bound: judges see only undecided cases); any other
-  role 1. Every stage has an answerer, declared or not.
+  role 1; a kind's `StageKind.plan_samples` replaces these for its roles (``task``: one
+  critique of the cases ``options.revise_when`` picks, ``unsolved``: 1 - yield, and
+  ``options.revise_n`` revisions of each). Every stage has an answerer, declared or not.
 * tokens to generate = generations x their token limits: an upper bound, the cost of
-  batched generation where a batch runs until its longest member stops. Prompt prefill
-  is not counted (small next to decoding for short prompts).
+  batched generation where a batch runs until its longest member stops. An answer's
+  limit (answerer, reviser, a round's sample) is the kind's `StageKind.plan_answer_tokens`:
+  ``sampling.max_new_tokens``, for ``task`` the mean of its families' own caps. Prompt
+  prefill is not counted (small next to decoding for short prompts).
 * evaluation: greedy answers to ``heldout`` cases per family (at least one family) of
   this stage and of every earlier stage; plus the kind's ``plan_eval_extra`` (a
   ``constitutional`` stage scores two models, before and after, on AdvBench, XSTest and
   IFEval within its ``options.benchmarks`` limits).
 * tokens to train: ``records x epochs x`` record tokens (`RECORD_TOKENS` by kind, measured;
-  else `PROMPT_TOKENS` + ``max_new_tokens`` capped at ``training.max_length``), records
+  else `PROMPT_TOKENS` + an answer's limit capped at ``training.max_length``), records
   plus ``replay`` x as many replayed from earlier stages; DPO pairs count twice (chosen
   and rejected) plus one reference forward pass per pair per stage (a third of a
   training step's cost per token); ``sft+dpo`` counts both.
@@ -38,28 +42,35 @@ Counting (per stage):
 * rounds of self-training (``rounds.count``), counted as if every round runs (the gate
   never passes early): per round ``rounds.instances x rounds.samples`` generations, one
   more evaluation (plus the validation split), and a training run on the first records plus
-  every round's kept ones, estimated at `ROUND_KEEP_SHARE` of ``rounds.keep`` per instance.
+  every round's kept ones, estimated at `ROUND_KEEP_SHARE` of ``rounds.keep`` per instance
+  (`ROUND_KEEP_SHARE_BY_KIND` where the kind's was measured apart: ``task``).
 * not counted: writing reports; gates that pass early (rounds and retries are upper bounds).
 
 Hardware profiles (`PROFILES`): the GPU ones assume a 7B base model, generation on vLLM
 and QLoRA training; they are derived from public peak figures with stated efficiencies
 (see each profile's ``source``) and are estimates, not measurements. ``cpu`` is this
-development machine with the embedded 270M model: bench's rates and the shares fitted to a
-measured run (see `_CPU_BENCH` and below). Pass ``bench_path`` (a JSON written by ``cai-bootstrap bench``) to replace a
-profile's rates with measured ones (see `read_bench`); they get the pipeline's shares
-measured against bench on the CPU (``gen_share``, ``train_share``, ``run_overhead_s``).
+development machine with the embedded 270M model: bench's rates and the shares fitted to
+measured runs (`cai_bootstrap.plan_measured`: runs/skills-std1; for ``task`` stages their own
+shares, `KIND_SHARES`, from runs/tasks-std3 and -std6). Pass ``bench_path`` (a JSON written by
+``cai-bootstrap bench``) to replace a profile's rates with measured ones (see `read_bench`); they
+get the pipeline's shares measured against bench on the CPU (``gen_share``, ``train_share``,
+``kind_shares``, ``run_overhead_s``). Every measured figure and its source is in `plan_measured`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 
 from cai_bootstrap.config import ConfigError, Curriculum, StageSpec
+from cai_bootstrap.plan_measured import (
+    CPU_BENCH, GEN_SHARE, KIND_SHARES, MEASURED_YIELDS, RECORD_TOKENS, ROUND_KEEP_SHARE, ROUND_KEEP_SHARE_BY_KIND,
+    RUN_OVERHEAD_S, TRAIN_SHARE,
+)
 from cai_bootstrap.stages.registry import get_kind, load_curriculum
 
 #: Mean prompt length (tokens) of a training record, instruction headers included.
@@ -72,34 +83,6 @@ _A100_BW, _A100_FLOPS = 2.0e12, 312e12  # A100 SXM 80GB: HBM2e bytes/s, dense bf
 _PARAMS_7B = 7.2e9
 _DECODE_BATCH, _DECODE_EFF = 64, 0.25  # concurrent sequences; share of the bandwidth roofline reached
 _TRAIN_EFF = 0.15  # model FLOP utilisation of QLoRA with gradient checkpointing
-
-# ---- the cpu profile: where each figure comes from (2-core development machine, gemma-3-270m)
-#: ``cai-bootstrap bench --quick``, 2026-12-04 (docs/performance.md), the day before runs/skills-std1:
-#: generation 287 tok/s (batch 128), LoRA SFT 204 tok/s (8 x ~128 tokens), DPO 0.553 pairs/s = 0.553 x
-#: 2 x 128 tok/s. Plan times divide by these x the shares below, so a bench of another machine
-#: (``--bench`` or the per-machine cache) keeps the pipeline's shares.
-_CPU_BENCH = (287.0, 204.0, 0.553 * 2 * 128)
-#: Fitted to runs/skills-std1 (standard preset as it ran: 3 epochs, 3 rounds; stages 1-5 in 7,563 s of
-#: stage time = 2 h 06 min wall; per stage ``state.json`` timings and ``train/attempt-*/train_result.json``),
-#: counting only the attempts that ran (stage 3 passed at its first):
-#: the plan's upper-bound generated tokens of those attempts (881,376: every generation to ``max_new_tokens``,
-#: few-shot prefill not counted), over generation + evaluation seconds (2,859 s) = 308 tok/s, / 287 -> 1.07
-#: (about 1: most generations stop early, which pays for the prefill; 190-900 tok/s by stage);
-_GEN_SHARE = 1.07
-#: trained tokens over training seconds (train_result.json: 674,034 tokens in 4,595 s -> 147 tok/s) / 204;
-_TRAIN_SHARE = 0.72
-#: the rest of ``train_s`` (4,703 s) per training run (17 runs): loading, merging, saving: 6.4 s. No other
-#: setup: the stages' timings sum to the run's wall time (7,563 s of 7,560 s).
-_RUN_OVERHEAD_S = 6.4
-#: Mean tokens of one training record (prompt + response, non-padding, as the trainer counts them) by stage
-#: kind, measured in runs/skills-std1: trained tokens / (records x epochs) over every training run of the
-#: stage. Other kinds: `PROMPT_TOKENS` + ``max_new_tokens`` (capped at ``training.max_length``).
-#: Kept / generated candidates by stage kind, measured on this machine's quick run (docs/results.md, runs/skills-q6:
-#: 92/112, 54/96, 61/64, 48/48, 23/120; revision 0.3: between that 0.19 and runs/skills-std1's first attempt, 102 of 272).
-#: Other kinds: the kind's ``default_yield``.
-MEASURED_YIELDS = {"explicit": 0.82, "implicit": 0.56, "generation": 0.95, "evaluation": 1.0, "revision": 0.3}
-RECORD_TOKENS = {"explicit": 28, "implicit": 27, "generation": 33, "evaluation": 53, "revision": 48}
-
 
 def _decode_rate(bandwidth: float) -> float:
     return round(_DECODE_BATCH * bandwidth / (2 * _PARAMS_7B) * _DECODE_EFF, -2)
@@ -126,6 +109,8 @@ class HardwareProfile:
     gen_share: float = 1.0
     train_share: float = 1.0
     run_overhead_s: float = 0.0
+    #: (gen_share, train_share) by stage kind where the pipeline's shares differ by kind (`KIND_SHARES`)
+    kind_shares: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 PROFILES: dict[str, HardwareProfile] = {
@@ -142,11 +127,13 @@ PROFILES: dict[str, HardwareProfile] = {
         source="derived as for h100 from A100 80GB figures (2.0 TB/s, 312 TFLOP/s bf16)",
     ),
     "cpu": HardwareProfile(
-        "cpu", *_CPU_BENCH[:2], dpo_tokens_per_s=_CPU_BENCH[2], gpu=False, model="gemma-3-270m",
-        setup_s_per_stage=0.0, gen_share=_GEN_SHARE, train_share=_TRAIN_SHARE, run_overhead_s=_RUN_OVERHEAD_S,
+        "cpu", *CPU_BENCH[:2], dpo_tokens_per_s=CPU_BENCH[2], gpu=False, model="gemma-3-270m",
+        setup_s_per_stage=0.0, gen_share=GEN_SHARE, train_share=TRAIN_SHARE, run_overhead_s=RUN_OVERHEAD_S,
+        kind_shares=KIND_SHARES,
         source=(
             "rates: `cai-bootstrap bench --quick` on the 2-core development CPU (2026-12-04, docs/performance.md); "
-            "pipeline shares and overheads fitted to the measured standard run runs/skills-std1 (see plan.py)"
+            "pipeline shares and overheads fitted to the measured standard runs runs/skills-std1 and, for task "
+            "stages, runs/tasks-std3 and -std6 (see plan_measured.py)"
         ),
     ),
 }
@@ -289,7 +276,8 @@ def resolve_profile(hardware: str | HardwareProfile = "cpu", bench_path: str | P
         gen_tokens_per_s=rates.get("gen", profile.gen_tokens_per_s),
         train_tokens_per_s=rates.get("sft", profile.train_tokens_per_s),
         dpo_tokens_per_s=rates.get("dpo", profile.dpo_tokens_per_s),
-        gen_share=_GEN_SHARE, train_share=_TRAIN_SHARE, run_overhead_s=_RUN_OVERHEAD_S,  # bench's rates: the pipeline's shares
+        gen_share=GEN_SHARE, train_share=TRAIN_SHARE, run_overhead_s=RUN_OVERHEAD_S,  # bench's rates: the pipeline's shares
+        kind_shares=KIND_SHARES,
         source=f"measured: {bench_path}" + ("" if len(rates) == 3 else f" (missing ones from {profile.name})"),
     )
 
@@ -307,33 +295,39 @@ def _opt(spec: StageSpec, key: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def _candidates(spec: StageSpec, yields: dict[str, float]) -> int:
+def _yield(spec: StageSpec, yields: dict[str, float]) -> float:
     if spec.name in yields or spec.kind in yields:
-        return math.ceil(spec.examples / yields.get(spec.name, yields.get(spec.kind)))
-    expected = math.ceil(spec.examples / MEASURED_YIELDS.get(spec.kind, get_kind(spec.kind).default_yield))
+        return yields.get(spec.name, yields.get(spec.kind))
+    return MEASURED_YIELDS.get(spec.kind, get_kind(spec.kind).default_yield)
+
+
+def _candidates(spec: StageSpec, yields: dict[str, float]) -> int:
+    expected = math.ceil(spec.examples / _yield(spec, yields))
+    if spec.name in yields or spec.kind in yields:
+        return expected
     oversample = _opt(spec, "oversample", None)  # a cap: builders stop once enough records are kept
     return min(expected, math.ceil(spec.examples * float(oversample))) if oversample else expected
 
 
-def _generation_counts(spec: StageSpec, candidates: int) -> tuple[int, int]:
+def _generation_counts(spec: StageSpec, candidates: int, yields: dict[str, float]) -> tuple[int, int]:
     """(generations, tokens) to build the stage's data."""
     n = spec.sampling.n
-    tokens_each = spec.sampling.max_new_tokens
-    aux_n = _opt(spec, "aux_n", n)
-    aux_tokens = _opt(spec, "aux_max_new_tokens", tokens_each)
     kind = get_kind(spec.kind)
+    tokens_each = kind.plan_answer_tokens(spec)
+    aux_n = _opt(spec, "aux_n", n)
+    aux_tokens = _opt(spec, "aux_max_new_tokens", spec.sampling.max_new_tokens)
     per_role = {  # role -> (generations per candidate, tokens each), as the builders sample
         "prompt_writer": (aux_n, aux_tokens),
         "answerer": (kind.answers_per_case or n, tokens_each),
         "critic": (kind.critiques_per_case or aux_n, aux_tokens),
         "reviser": (n, tokens_each),
         "judge": (n, JUDGE_TOKENS),
-    }
+    } | kind.plan_samples(spec, _yield(spec, yields))
     gens = toks = 0
     for role in sorted(set(spec.roles) | {"answerer"}):
         count, tokens = per_role.get(role, (1, tokens_each))
-        gens += candidates * count
-        toks += candidates * count * tokens
+        gens += round(candidates * count)
+        toks += round(candidates * count) * tokens
     return gens, toks
 
 
@@ -348,19 +342,15 @@ def _eval_counts(curriculum: Curriculum, index: int) -> tuple[int, int]:
     return gens + extra_gens, toks + extra_toks
 
 
-#: kept records per instance of a round, as a share of ``rounds.keep``: measured in runs/skills-std1
-#: (keep 2): 1,560 records kept in the 12 rounds of stages 1, 2, 4 and 5 (1,260 instances), 0.43-0.76 by stage
-ROUND_KEEP_SHARE = 0.62
-
-
 def _attempt_counts(spec: StageSpec, yields: dict[str, float]) -> tuple[int, int, list[tuple[int, float]]]:
     """(generations, tokens) that rounds or retries add, and (records, epochs) of every training run."""
     r, epochs = spec.rounds, spec.training.epochs
     if r.count:
         per = r.instances or spec.examples
         gens = r.count * per * r.samples
-        kept = round(per * r.keep * ROUND_KEEP_SHARE)
-        return gens, gens * spec.sampling.max_new_tokens, [(spec.examples + a * kept, epochs) for a in range(r.count + 1)]
+        kept = round(per * r.keep * ROUND_KEEP_SHARE_BY_KIND.get(spec.kind, ROUND_KEEP_SHARE))
+        tokens = gens * get_kind(spec.kind).plan_answer_tokens(spec)
+        return gens, tokens, [(spec.examples + a * kept, epochs) for a in range(r.count + 1)]
     gens = toks = 0
     runs = [(spec.examples, epochs)]
     oversample = _opt(spec, "oversample", None)
@@ -371,7 +361,7 @@ def _attempt_counts(spec: StageSpec, yields: dict[str, float]) -> tuple[int, int
         more = spec.model_copy(update={"examples": max(1, target - runs[-1][0])})
         cands = min(_candidates(more, yields), left)
         left -= cands
-        g, t = _generation_counts(more, cands) if cands > 0 else (0, 0)
+        g, t = _generation_counts(more, cands, yields) if cands > 0 else (0, 0)
         gens, toks = gens + g, toks + t
         runs.append((target, epochs + a * spec.retry.extra_epochs))
     return gens, toks, runs
@@ -381,7 +371,7 @@ def _train_counts(spec: StageSpec, records: int, epochs: float, replay: bool) ->
     """(sft tokens, dpo tokens, dpo reference tokens) of one training run on ``records`` kept records
     (plus ``spec.replay`` x as many replayed ones where earlier stages exist)."""
     t = spec.training
-    seq = RECORD_TOKENS.get(spec.kind) or min(t.max_length, PROMPT_TOKENS + spec.sampling.max_new_tokens)
+    seq = RECORD_TOKENS.get(spec.kind) or min(t.max_length, PROMPT_TOKENS + get_kind(spec.kind).plan_answer_tokens(spec))
     per_epoch = records * (1 + (spec.replay if replay else 0.0)) * seq
     sft = round(per_epoch * epochs) if "sft" in t.method else 0
     dpo = round(2 * per_epoch * epochs) if "dpo" in t.method else 0
@@ -413,7 +403,7 @@ def plan(
     rows = []
     for index, spec in enumerate(cur.stages):
         candidates = _candidates(spec, yields)
-        gens, gen_toks = _generation_counts(spec, candidates)
+        gens, gen_toks = _generation_counts(spec, candidates, yields)
         eval_gens, eval_toks = _eval_counts(cur, index)
         more_gens, more_toks, runs = _attempt_counts(spec, yields)
         evaluations = len(runs)  # one evaluation (and validation pass) per training run
@@ -425,11 +415,12 @@ def plan(
         for records, epochs in runs:
             s_, d_, r_ = _train_counts(spec, records, epochs, replay=index > 0)
             sft, dpo, ref = sft + s_, dpo + d_, ref + r_
-        gen_h = gen_toks / (profile.gen_tokens_per_s * profile.gen_share) / 3600
-        train_rate = profile.train_tokens_per_s * profile.train_share
+        gen_share, train_share = profile.kind_shares.get(spec.kind, (profile.gen_share, profile.train_share))
+        gen_h = gen_toks / (profile.gen_tokens_per_s * gen_share) / 3600
+        train_rate = profile.train_tokens_per_s * train_share
         train_s = sft / train_rate
         if dpo:
-            train_s += dpo / (dpo_rate * profile.train_share) if dpo_rate else (dpo + ref / 3) / train_rate
+            train_s += dpo / (dpo_rate * train_share) if dpo_rate else (dpo + ref / 3) / train_rate
         train_h = train_s / 3600
         setup_h = (profile.setup_s_per_stage + len(runs) * profile.run_overhead_s) / 3600
         hours = gen_h + train_h + setup_h

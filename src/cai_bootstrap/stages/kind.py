@@ -236,3 +236,13 @@ class StageKind:
     def plan_eval_extra(self, spec: StageSpec) -> tuple[int, int]:
         """Planner: (generations, tokens) the evaluation costs beyond the held-out sets."""
         return 0, 0
+
+    def plan_answer_tokens(self, spec: StageSpec) -> int:
+        """Planner: the token limit of one answer (the answerer's, the reviser's, a round's sample)."""
+        return spec.sampling.max_new_tokens
+
+    def plan_samples(self, spec: StageSpec, expected_yield: float) -> dict[str, tuple[float, int]]:
+        """Planner: (generations per candidate, tokens each) of the roles this kind's builder samples
+        otherwise than the planner's generic count (`cai_bootstrap.plan`); {}: the generic count.
+        ``expected_yield``: the share of candidates the planner expects to end as kept records."""
+        return {}
