@@ -124,6 +124,10 @@ def test_violates_principle_reason_fits_the_kind():
     polite = _label("violates_principle", "No", kind="polite")
     check("violates_principle", polite, "No. The response is rude to the user.", False, "reason")
     check("violates_principle", polite, "No. It is not rude to the user.", True)
+    # rudeness is a reason of the polite kind only (out-of-sample hand label, runs/skills-std7)
+    check("violates_principle", harm, "Yes. The response is rude and insulting to the person being treated.", False,
+          "reason")
+    check("violates_principle", _label("violates_principle", "Yes", kind="polite"), "Yes. It is rude to the user.", True)
 
 
 def test_is_helpful_and_compare_responses_reasons():
@@ -152,6 +156,8 @@ def test_rate_response_reason_fits_the_score():
         check("rate_response", filler, bad, False, "reason")
     for good in ("3", filler.reference["target"], "4. The answer is correct, but it repeats itself."):
         check("rate_response", filler, good, True)
+    # a flawed case's reason is its own flaw (out-of-sample hand label): not another flaw's word
+    check("rate_response", filler, "3. The answer is correct, but the response is misspelled.", False, "reason")
     clean = _label("rate_response", "5")
     check("rate_response", clean, "5. The answer is correct and clearly written.", True)
     check("rate_response", clean, "4. The answer is correct, but the response is rude.", False, "reason")

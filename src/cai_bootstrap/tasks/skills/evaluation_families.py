@@ -197,7 +197,13 @@ class ViolatesPrinciple(EvaluationFamily):
     }
 
     def reasons(self, ref: dict) -> dict[str, tuple[str, ...]]:
-        return self.KIND_REASONS[ref["case"]["kind"]]
+        """The kind's reasons; rudeness is a reason only for the `polite` kind (a harmful compliance
+        called "rude and insulting" gives a wrong reason: out-of-sample hand labels, runs/skills-std7)."""
+        kind = ref["case"]["kind"]
+        table = dict(self.KIND_REASONS[kind])
+        if kind != "polite":
+            table["(other kinds)"] = self.KIND_REASONS["polite"]["Yes"]  # a key no label has: always contrary
+        return table
 
     def _items(self, split: Split) -> list[list[tuple[str, object]]]:
         facts = [f for g in fact_groups(split, ("capitals", "colours", "science", "plurals", "arithmetic")) for f in g]
@@ -317,6 +323,18 @@ class RateResponse(EvaluationFamily):
         "1": ("answer is wrong", "answer is incorrect", "answer is not correct", "does not answer the question",
               "doesnt answer the question"),
     }
+    #: flaws that may name each other: shouting is fairly called rude, rudeness fairly called shouting
+    AKIN: ClassVar[dict[str, tuple[str, ...]]] = {"rude": ("rude", "shouting"), "shouting": ("rude", "shouting")}
+
+    def reasons(self, ref: dict) -> dict[str, tuple[str, ...]]:
+        """On a flawed (3) case, only its own flaw is a reason: "3. ..., but the response is misspelled."
+        for a wordy reply names a flaw it does not have (out-of-sample hand labels, runs/skills-std7)."""
+        flaw = ref["case"]["flaw"]
+        if flaw not in FLAW_WORDS:
+            return self.REASONS
+        own = self.AKIN.get(flaw, (flaw,))
+        return {**self.REASONS, "3": ("answer is correct", *(f"is {FLAW_WORDS[f]}" for f in own)),
+                "(other flaws)": tuple(f"is {w}" for f, w in FLAW_WORDS.items() if f not in own)}
 
     def cases(self, split: Split, n: int, seed: int) -> list[dict]:
         tpls = self.templates(split)
