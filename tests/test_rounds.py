@@ -196,6 +196,31 @@ def test_label_balance_reports_a_constant_answer(tmp_path):
     assert sorted(fam["confusion"]) == truth and all(set(v) == {"No"} for v in fam["confusion"].values())
 
 
+def test_label_balance_counts_the_records_trained_on(tmp_path):
+    """A round keeps 3 No-cases and 1 Yes-case; training balances them to 1 + 1, and so does the report."""
+    from cai_bootstrap.config import RunSettings
+    from cai_bootstrap.jsonl import atomic_write_text, write_jsonl
+    from cai_bootstrap.runs.layout import StagePaths
+    from cai_bootstrap.stages.evaluation_stage import label_balance
+    from cai_bootstrap.stages.kind import StageJob
+
+    spec = load_curriculum("skills", "tiny").stages[3]
+    spec = spec.model_copy(update={"rounds": spec.rounds.model_copy(update={"count": 2})})
+    paths = StagePaths(tmp_path, spec.name)
+    paths.eval.mkdir(parents=True)
+    atomic_write_text(paths.eval / f"heldout-{spec.name}-a1.jsonl", "")
+
+    def rec(i, label, rnd):
+        return {"key": str(i), "family": "is_correct", "kept": True, "chosen": "Yes.", "round": rnd,
+                "reference": {"label": label}}
+
+    write_jsonl(paths.data, [rec(0, "Yes", None), rec(1, "No", None)]
+                + [rec(2 + k, lab, 1) for k, lab in enumerate(["No", "No", "Yes", "No"])])
+    job = StageJob(run_dir=tmp_path, stages=[spec], index=0, settings=RunSettings(preset="tiny", model="tiny"),
+                   pool=None, paths=paths, attempt=1)  # type: ignore[arg-type]
+    assert label_balance(job)["is_correct"]["training"] == {"Yes": 2, "No": 2}
+
+
 def test_report_and_metrics_show_rounds_intervals_and_knowledge(rounds_run):
     from cai_bootstrap.report import write_report
 

@@ -24,6 +24,7 @@ from cai_bootstrap.runs.datasets import TRAIN_FILE, install_training_rows, train
 from cai_bootstrap.runs.layout import StagePaths, StageStatus, now_iso
 from cai_bootstrap.runs.pool import ModelPool
 from cai_bootstrap.stages import rounds
+from cai_bootstrap.stages.rounds import training_records
 from cai_bootstrap.stages.context import RecordSink, StageContext
 from cai_bootstrap.stages.kind import StageJob
 from cai_bootstrap.stages.registry import get_kind
@@ -94,17 +95,6 @@ def provenance_name(name: str, pool: ModelPool) -> str:
     if name == "judge":
         return f"judge:{pool.ref('judge')}"
     return name
-
-
-def training_records(paths: StagePaths, spec: StageSpec, attempt: int) -> list[dict]:
-    """The first N kept records, N = the attempt's data target; in a stage with rounds, the
-    first training's N = ``examples`` records plus every kept record of rounds 1..``attempt``."""
-    kept = [r for r in iter_jsonl(paths.data) if r.get("kept") and r.get("chosen")]
-    if spec.rounds.count:
-        first = [r for r in kept if not r.get("round")][: spec.examples]
-        return first + rounds.balance_labels([r for r in kept if 0 < (r.get("round") or 0) <= attempt])
-    target = int(round(spec.examples * (spec.retry.data_multiplier**attempt)))
-    return kept[:target]
 
 
 def replay_records(run_dir: Path, spec: StageSpec, n_own: int, seed: int) -> list[dict]:

@@ -22,6 +22,7 @@ from cai_bootstrap.stages.candidates import SkillOptions
 from cai_bootstrap.stages.context import StageContext
 from cai_bootstrap.stages.heldout_sets import stage_heldout
 from cai_bootstrap.stages.kind import StageEvaluation, StageJob, StageKind
+from cai_bootstrap.stages.rounds import training_records
 from cai_bootstrap.tasks.checks import parse_label
 
 
@@ -61,15 +62,15 @@ class EvaluationStage(StageKind):
 
 
 def label_balance(job: StageJob) -> dict:
-    """Per family: labels of the records kept for training, the stage model's held-out answers
+    """Per family: labels of the records the attempt trained on (replay aside), the stage model's held-out answers
     (``None``: no label word first), the confusion matrix (true -> said) and the share of the
     most common answer. A model that learnt a constant shows a share near 1 and one column."""
     spec = job.spec
     truth = {i.id: i.reference for i in stage_heldout(job.run_dir, spec, job.settings.seed)}
     out: dict[str, dict] = defaultdict(lambda: {"training": Counter(), "heldout_answers": Counter(), "confusion": {}})
-    for r in iter_jsonl(job.paths.data):
+    for r in training_records(job.paths, spec, job.attempt):  # as trained: round records balanced
         label = (r.get("reference") or {}).get("label")
-        if r.get("kept") and label is not None:
+        if label is not None:
             out[r["family"]]["training"][str(label)] += 1
     for row in iter_jsonl(job.paths.eval / f"heldout-{spec.name}-a{job.attempt}.jsonl"):
         ref = truth.get(row["id"])

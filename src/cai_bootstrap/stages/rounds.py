@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from cai_bootstrap.config import StageSpec
 from cai_bootstrap.engines.base import SamplingParams
+from cai_bootstrap.jsonl import iter_jsonl
 from cai_bootstrap.prompt_format import format_prompt
+from cai_bootstrap.runs.layout import StagePaths
 from cai_bootstrap.stages import candidates as C
 from cai_bootstrap.stages.context import StageContext, derive_seed
 from cai_bootstrap.stages.kind import StageKind
@@ -167,3 +169,15 @@ def balance_labels(records: list[dict]) -> list[dict]:
             used[key] = used.get(key, 0) + 1
             out.append(r)
     return out
+
+
+def training_records(paths: StagePaths, spec: StageSpec, attempt: int) -> list[dict]:
+    """The records attempt ``attempt`` trains on (before replay): the first N kept records, N = the
+    attempt's data target; in a stage with rounds, the first training's ``examples`` records plus
+    every kept record of rounds 1..``attempt``, labels balanced (`balance_labels`)."""
+    kept = [r for r in iter_jsonl(paths.data) if r.get("kept") and r.get("chosen")]
+    if spec.rounds.count:
+        first = [r for r in kept if not r.get("round")][: spec.examples]
+        return first + balance_labels([r for r in kept if 0 < (r.get("round") or 0) <= attempt])
+    target = int(round(spec.examples * (spec.retry.data_multiplier**attempt)))
+    return kept[:target]
