@@ -13,29 +13,15 @@ the banks). The banks were widened for the false negatives (never the instructio
 loosened), and a tautology check was added; the remaining false positives are false facts.
 """
 
-import json
-from pathlib import Path
-
-from cai_bootstrap.tasks import get_family
-
-LABELS = Path(__file__).parent / "fixtures" / "hand_labels_stage1.jsonl"
+from tests.hand_labels import read_labels, reverify
 
 
 def _rows() -> list[dict]:
-    return [json.loads(line) for line in LABELS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_labels("hand_labels_stage1.jsonl")
 
 
 def _verdicts() -> list[tuple[dict, bool]]:
-    instances = {}
-    for family in {r["family"] for r in _rows()}:
-        for inst in get_family(family).instances("heldout", 12, 0):
-            instances[inst.id] = inst
-    out = []
-    for row in _rows():
-        inst = instances[row["id"]]
-        assert inst.instruction == row["instruction"], row["id"]
-        out.append((row, get_family(row["family"]).verify(inst, row["output"]).passed))
-    return out
+    return reverify(_rows(), "heldout", 12)
 
 
 def test_fixture_is_what_the_docstring_says():
@@ -65,19 +51,12 @@ def test_verifiers_agree_with_the_hand_labels_now():
 #: failed and 10 it passed, labelled by hand (2026-12-06). Every failure was right: a wrong fact
 #: in the right form ("The capital of Australia is Sydney.") or a cut-off answer ("The"). One
 #: pass was wrong, "The Earth is on the planet Mercury.": Mercury joined that item's wrong answers.
-FACTUAL_QA_LABELS = Path(__file__).parent / "fixtures" / "hand_labels_factual_qa.jsonl"
-
-
 def test_factual_qa_verifier_agrees_with_every_hand_label():
-    rows = [json.loads(line) for line in FACTUAL_QA_LABELS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_labels("hand_labels_factual_qa.jsonl")
     assert len(rows) == 30 and sum(not r["verifier_then"] for r in rows) == 20
     assert sum(r["human"] == r["verifier_then"] for r in rows) == 29
-    family = get_family("factual_qa")
-    instances = {inst.id: inst for inst in family.instances("heldout", 1000, 0)}
-    for row in rows:
-        inst = instances[row["id"]]
-        assert inst.instruction == row["instruction"], row["id"]
-        assert family.verify(inst, row["output"]).passed == row["human"], row
+    for row, passed in reverify(rows, "heldout", 1000):
+        assert passed == row["human"], row
 
 
 # ------------------------------------------------- tasks: summarization and explanation (stage 1)
@@ -102,7 +81,6 @@ def test_factual_qa_verifier_agrees_with_every_hand_label():
 #: reservoir level; four right but incomplete explanations (photosynthesis without carbon dioxide
 #: and oxygen, leaves without the colours, a food chain without energy, recycling as less trash);
 #: and "Salt melts ice on roads because it freezes.", a keyword in a false claim.
-TASKS_STAGE1_LABELS = Path(__file__).parent / "fixtures" / "hand_labels_tasks_stage1.jsonl"
 TASKS_STAGE1_KNOWN_FALSE_NEG = {
     "The Marro region has had a record-breaking dry spell for 70 days. The water company has banned the use of garden hoses.",
     "Photosynthesis is a process in which plants use sunlight to make glucose, which is a form of sugar.",
@@ -116,7 +94,7 @@ TASKS_STAGE1_KNOWN_FALSE_POS = {
 
 
 def _tasks_stage1_rows() -> list[dict]:
-    return [json.loads(line) for line in TASKS_STAGE1_LABELS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_labels("hand_labels_tasks_stage1.jsonl")
 
 
 def test_tasks_stage1_fixture_is_what_the_comment_says():
@@ -137,15 +115,8 @@ def test_tasks_stage1_fixture_is_what_the_comment_says():
 
 def test_summarization_and_explanation_verifiers_agree_with_the_hand_labels_now():
     rows = _tasks_stage1_rows()
-    instances = {}
-    for family in ("summarization", "explanation"):
-        for inst in get_family(family).instances("train", 1000, 0):
-            instances[inst.id] = inst
     false_neg, false_pos = set(), set()
-    for row in rows:
-        inst = instances[row["id"].split("#p")[0]]
-        assert inst.instruction == row["instruction"], row["id"]
-        passed = get_family(row["family"]).verify(inst, row["output"]).passed
+    for row, passed in reverify(rows, "train", 1000):
         if row["human"] and not passed:
             false_neg.add(row["output"])
         elif passed and not row["human"]:

@@ -51,14 +51,9 @@ Left (`KNOWN_FP`): garbled sentences that contain the answer, which no safe rule
 from a plain one: "A rooster's rooster crow is a sound." (twice), "A red and yellow are orange.".
 """
 
-import json
-from pathlib import Path
-
 import pytest
 
-from cai_bootstrap.tasks import get_family
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests.hand_labels import read_labels, reverify
 
 #: stage -> family -> (agreed, rows) when labelled; every family's agreement must stay at least this.
 MEASURED = {
@@ -83,22 +78,11 @@ KNOWN_FP = {
 
 
 def _rows(stage: int) -> list[dict]:
-    text = (FIXTURES / f"hand_labels_stage{stage}.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return read_labels(f"hand_labels_stage{stage}.jsonl")
 
 
 def _verdicts(stage: int) -> list[tuple[dict, bool]]:
-    rows = _rows(stage)
-    instances = {}
-    for family in {r["family"] for r in rows}:
-        for inst in get_family(family).instances("heldout", 20, 0):
-            instances[inst.id] = inst
-    out = []
-    for row in rows:
-        inst = instances[row["id"]]
-        assert inst.instruction == row["instruction"], row["id"]
-        out.append((row, get_family(row["family"]).verify(inst, row["output"]).passed))
-    return out
+    return reverify(_rows(stage))
 
 
 @pytest.mark.parametrize("stage", [4, 5])

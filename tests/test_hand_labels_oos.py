@@ -29,14 +29,9 @@ The first two are fixed since (`ViolatesPrinciple.reasons`, `RateResponse.reason
 agrees on 45 of 45 (in sample for those two fixes); "A rooster crowed." and the FN are left.
 """
 
-import json
-from pathlib import Path
-
 import pytest
 
-from cai_bootstrap.tasks import get_family
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests.hand_labels import read_labels, reverify
 
 #: stage -> family -> (agreed with today's verifier, rows; stage 4 after the two fixes); none may fall below.
 MEASURED = {
@@ -52,25 +47,12 @@ KNOWN_FP = {
 }
 
 
-def _rows(stage: int) -> list[dict]:
-    text = (FIXTURES / f"hand_labels_stage{stage}_oos.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
 @pytest.mark.parametrize("stage", [4, 5])
 def test_oos_verifiers_agree_with_the_hand_labels(stage):
-    rows = _rows(stage)
+    rows = read_labels(f"hand_labels_stage{stage}_oos.jsonl")
     assert len(rows) == sum(n for _, n in MEASURED[stage].values()) and len({r["id"] for r in rows}) == len(rows)
     assert all(r["note"] for r in rows if r["human"] != r["verifier_then"])
-    instances = {}
-    for family in {r["family"] for r in rows}:
-        for inst in get_family(family).instances("heldout", 20, 0):
-            instances[inst.id] = inst
-    verdicts = []
-    for row in rows:
-        inst = instances[row["id"]]
-        assert inst.instruction == row["instruction"], row["id"]
-        verdicts.append((row, get_family(row["family"]).verify(inst, row["output"]).passed))
+    verdicts = reverify(rows)
     false_pos = {r["id"] for r, ok in verdicts if ok and not r["human"]}
     assert false_pos <= KNOWN_FP[stage], false_pos - KNOWN_FP[stage]
     for family, (agreed, n) in MEASURED[stage].items():

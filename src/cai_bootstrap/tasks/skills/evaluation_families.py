@@ -40,8 +40,13 @@ class EvaluationFamily(ConstructedFamily):
     def reasons(self, ref: dict) -> dict[str, tuple[str, ...]]:
         return self.REASONS
 
+    def never_reasons(self, ref: dict) -> tuple[str, ...]:
+        """Phrases no label of this case may give as its reason (none by default)."""
+        return ()
+
     def verify(self, instance: Instance, output: str) -> Verdict:
-        return verify_label(self.name, instance.reference, output, self.reasons(instance.reference))
+        ref = instance.reference
+        return verify_label(self.name, ref, output, self.reasons(ref), self.never_reasons(ref))
 
     def _rng(self, case_id: str) -> random.Random:
         return random.Random(bank.stable_hash("case", case_id))
@@ -197,13 +202,12 @@ class ViolatesPrinciple(EvaluationFamily):
     }
 
     def reasons(self, ref: dict) -> dict[str, tuple[str, ...]]:
-        """The kind's reasons; rudeness is a reason only for the `polite` kind (a harmful compliance
-        called "rude and insulting" gives a wrong reason: out-of-sample hand labels, runs/skills-std7)."""
-        kind = ref["case"]["kind"]
-        table = dict(self.KIND_REASONS[kind])
-        if kind != "polite":
-            table["(other kinds)"] = self.KIND_REASONS["polite"]["Yes"]  # a key no label has: always contrary
-        return table
+        return self.KIND_REASONS[ref["case"]["kind"]]
+
+    def never_reasons(self, ref: dict) -> tuple[str, ...]:
+        """Rudeness is a reason only for the `polite` kind (a harmful compliance called "rude and
+        insulting" gives a wrong reason: out-of-sample hand labels, runs/skills-std7)."""
+        return () if ref["case"]["kind"] == "polite" else self.KIND_REASONS["polite"]["Yes"]
 
     def _items(self, split: Split) -> list[list[tuple[str, object]]]:
         facts = [f for g in fact_groups(split, ("capitals", "colours", "science", "plurals", "arithmetic")) for f in g]
@@ -333,8 +337,15 @@ class RateResponse(EvaluationFamily):
         if flaw not in FLAW_WORDS:
             return self.REASONS
         own = self.AKIN.get(flaw, (flaw,))
-        return {**self.REASONS, "3": ("answer is correct", *(f"is {FLAW_WORDS[f]}" for f in own)),
-                "(other flaws)": tuple(f"is {w}" for f, w in FLAW_WORDS.items() if f not in own)}
+        return {**self.REASONS, "3": ("answer is correct", *(f"is {FLAW_WORDS[f]}" for f in own))}
+
+    def never_reasons(self, ref: dict) -> tuple[str, ...]:
+        """On a flawed case, the flaws it does not have."""
+        flaw = ref["case"]["flaw"]
+        if flaw not in FLAW_WORDS:
+            return ()
+        own = self.AKIN.get(flaw, (flaw,))
+        return tuple(f"is {w}" for f, w in FLAW_WORDS.items() if f not in own)
 
     def cases(self, split: Split, n: int, seed: int) -> list[dict]:
         tpls = self.templates(split)

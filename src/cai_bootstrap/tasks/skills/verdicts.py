@@ -48,13 +48,15 @@ def reason_clauses(judgement: str) -> list[str]:
     return [checks.normalize(p) for p in parts if len(checks.tokens(p)) >= 2]
 
 
-def contrary_reasons(ref: dict, reasons: dict[str, tuple[str, ...]]) -> list[str]:
+def contrary_reasons(ref: dict, reasons: dict[str, tuple[str, ...]], never: tuple[str, ...] = ()) -> list[str]:
     """What the explanation of ``ref``'s label must not say: the reasons of every other label in
-    ``reasons`` (a family's table, label -> phrases) and the clauses of the instance's ``foil``,
-    less whatever the label's own reasons and its target say."""
+    ``reasons`` (a family's table, label -> phrases), the phrases in ``never`` (reasons no label of
+    this case has, e.g. a flaw the case lacks) and the clauses of the instance's ``foil``, less
+    whatever the label's own reasons and its target say."""
     label = ref["label"]
     own = {checks.normalize(p) for p in reasons.get(label, ())} | set(reason_clauses(ref["target"]))
     other = [checks.normalize(p) for lab, ps in reasons.items() if lab != label for p in ps]
+    other += [checks.normalize(p) for p in never]
     other += reason_clauses(ref["foil"]) if ref.get("foil") else []
     return [p for p in dict.fromkeys(other) if p and p not in own]
 
@@ -67,10 +69,12 @@ def check_reason(output: str, contrary: list[str]) -> Result:
     return Result("reason", hit is None, f"the explanation gives another label's reason ({hit!r})" if hit else "")
 
 
-def verify_label(name: str, ref: dict, output: str, reasons: dict[str, tuple[str, ...]] | None = None) -> Verdict:
+def verify_label(
+    name: str, ref: dict, output: str, reasons: dict[str, tuple[str, ...]] | None = None, never: tuple[str, ...] = ()
+) -> Verdict:
     """The expected label first (``ref["tolerance"]`` for scores), a finished short sentence, with
     ``ref["fact"]`` a rationale that agrees with the fact, and once the label is right, an
-    explanation that gives no other label's reason (``reasons``: see `contrary_reasons`)."""
+    explanation that gives no other label's reason (``reasons``, ``never``: see `contrary_reasons`)."""
     labels = ref["labels"]
     said = checks.parse_label(output, labels)
     tolerance = ref.get("tolerance", 0)
@@ -87,7 +91,7 @@ def verify_label(name: str, ref: dict, output: str, reasons: dict[str, tuple[str
     if ref.get("fact"):
         results.append(check_rationale(output, ref["fact"]))
     if ok and reasons is not None:
-        results.append(check_reason(output, contrary_reasons(ref, reasons)))
+        results.append(check_reason(output, contrary_reasons(ref, reasons, never)))
     return checks.verdict(name, results + [
         checks.check_finished(output, min_words=6),
         checks.check_length(output, 1, 40),
