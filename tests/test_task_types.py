@@ -321,3 +321,17 @@ def test_helpers() -> None:
     assert extract_code("Sure!\n```python\ndef f():\n    return 1\n```\nDone.") == "def f():\n    return 1\n"
     assert extract_code("def f():\n    return 1\nThis returns one.") == "def f():\n    return 1\n"
     assert extract_code("nothing here") == ""
+
+
+def test_comparison_numbers_with_a_unit_are_given_values_or_differences_beside_a_comparative():
+    from cai_bootstrap.tasks.types.comparison import check_attribute_numbers
+
+    given = "The Rook backpack weighs 0.8 kg and costs $45. The Wisp backpack weighs 1.5 kg and costs $30. " \
+            "The Pico car has 4 seats. The Atlas car has 7 seats."
+    units = {"$", "kg", "seats"}
+    for ok in ("The Rook is worth the extra $15.", "It has 3 more seats.", "It weighs 0.7 kg less.",
+               "It weighs 0.8 kg, about half the weight of the Wisp at 1.5 kg.", "It costs $45, $15 more.",
+               "A 4-seat car."):
+        assert check_attribute_numbers(ok, given, units).ok, ok
+    for wrong in ("The Rook costs $15.", "It has 3 seats.", "A 2-seat car.", "It weighs 22 kg more."):
+        assert not check_attribute_numbers(wrong, given, units).ok, wrong

@@ -20,11 +20,11 @@ cannot tell.
 
 from __future__ import annotations
 
-from cai_bootstrap.tasks.types import code, reasoning, text, writing
+from cai_bootstrap.tasks.types import code, comparison, reasoning, text, writing
 from cai_bootstrap.tasks.types.common import TaskTypeFamily
 
 FAMILIES: list[TaskTypeFamily] = [
-    *text.FAMILIES, *writing.FAMILIES, *code.FAMILIES, *reasoning.FAMILIES,
+    *text.FAMILIES, *writing.FAMILIES, *code.FAMILIES, *reasoning.FAMILIES, *comparison.FAMILIES,
 ]
 #: The names, in the curriculum's order.
 TASK_TYPES: tuple[str, ...] = (

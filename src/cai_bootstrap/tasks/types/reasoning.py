@@ -1,8 +1,7 @@
-"""Task types with computed answers: math_problems, analysis, comparison.
+"""Task types with computed answers: math_problems and analysis (comparison: `types.comparison`).
 
-The numbers of a case are drawn from hand-written ranges (math, analysis) or
-given in the seed file (comparison); what a right answer must contain (the
-result, the peak and the low point, the better option) is computed from them.
+The numbers of a case are drawn from hand-written ranges; what a right answer must contain (the
+result, the peak and the low point) is computed from them.
 """
 
 from __future__ import annotations
@@ -329,112 +328,4 @@ class Analysis(ScenarioVariants):
         ])
 
 
-# ---------------------------------------------------------------------------- comparison
-
-RECOMMEND_MARKERS = ("better", "best", "recommend", "recommended", "recommendation", "choose", "choice", "pick",
-                     "prefer", "preferable", "winner", "ideal", "suits", "suited", "suitable", "wiser", "smarter",
-                     "go for", "go with", "opt for", "should get", "should buy", "would get", "would buy", "winner")
-
-
-class Comparison(TaskTypeFamily):
-    """Compare two described options and recommend one for a need (``tasks_comparison.yaml``).
-
-    The better option is computed from the attributes the need depends on (the
-    seed file guarantees one option wins on all of them). Passes when both options
-    are named, the winner is the name nearest a recommendation word ("better",
-    "recommend", "choose", ...) in an un-negated clause and the loser never is
-    (a name right after "than" counts as the loser), every deciding attribute is
-    mentioned (one of its words, or its value), every number is a given value or
-    a difference of two, and the text is 8-120 words without refusal or
-    repetition. Limits: the reasons given are not checked beyond naming the
-    attribute; an unusual sentence order can tie "better" to the wrong name.
-    """
-
-    name = "comparison"
-    description = "Compare two options and recommend one"
-    max_new_tokens = 80
-    rubric = "Check whether the comparison recommends the option that really fits the stated need, based on the right facts from the descriptions, and mentions both options."
-
-    def groups(self, split: Split) -> list[list[Any]]:
-        return [[(item, q, order) for q in range(len(item["questions"])) for order in (0, 1)] for item in self.items(split)]
-
-    def item_id(self, item: Any) -> str:
-        pair, q, order = item
-        return f"{pair['id']}-q{q}-o{order}"
-
-    @staticmethod
-    def describe(pair: dict, option: dict) -> str:
-        says = [attr["say"].format(v=fmt_number(option[name])) for name, attr in pair["attributes"].items()]
-        body = ", ".join(says[:-1]) + f" and {says[-1]}" if len(says) > 1 else says[0]
-        return f"The {option['name']} {pair['noun']} {body}."
-
-    @staticmethod
-    def winner(pair: dict, question: dict) -> int:
-        """Index of the option that is better on every deciding attribute."""
-        wins = set()
-        for attr in question["decide"]:
-            a, b = (float(o[attr]) for o in pair["options"])
-            if a == b:
-                raise ValueError(f"comparison {pair['id']!r}: options tie on {attr!r}")
-            low_better = pair["attributes"][attr]["better"] == "low"
-            wins.add(0 if (a < b) == low_better else 1)
-        if len(wins) != 1:
-            raise ValueError(f"comparison {pair['id']!r}: no option wins on all of {question['decide']}")
-        return wins.pop()
-
-    def render(self, item: Any, template: str, split: Split) -> tuple[str, dict, str]:
-        pair, q, order = item
-        question = pair["questions"][q]
-        options = pair["options"] if order == 0 else list(reversed(pair["options"]))
-        win = self.winner(pair, question)
-        winner = pair["options"][win]["name"]
-        loser = pair["options"][1 - win]["name"]
-        values = sorted({float(o[a]) for o in pair["options"] for a in pair["attributes"]})
-        decide = [
-            {"attribute": attr, "words": [str(w) for w in pair["attributes"][attr]["words"]],
-             "values": [fmt_number(o[attr]) for o in pair["options"]]}
-            for attr in question["decide"]
-        ]
-        facts = " and ".join(
-            f"{pair['attributes'][d['attribute']]['say'].format(v=fmt_number(pair['options'][win][d['attribute']]))}"
-            for d in decide
-        )
-        ref = {
-            "options": [o["name"] for o in options], "winner": winner, "loser": loser, "decide": decide,
-            "values": values, "need": question["ask"],
-            "ref": f"The {winner} is the better choice {question['ask']}: it {facts}, which suits this need better than the {loser}.",
-        }
-        instruction = template.format(
-            kinds=pair["kinds"], desc_a=self.describe(pair, options[0]), desc_b=self.describe(pair, options[1]),
-            ask=question["ask"],
-        )
-        return instruction, ref, f"{pair['id']}: {question['ask']}"
-
-    def verify(self, instance: Instance, output: str) -> Verdict:
-        ref = instance.reference
-        names = {n: [checks.normalize(n)] for n in ref["options"]}
-        recommended = associated_names(output, RECOMMEND_MARKERS, names)
-        both = [n for n in ref["options"] if not checks.contains_phrase(output, n)]
-        missing = [
-            d["attribute"] for d in ref["decide"]
-            if not any(checks.has_keyword(output, w) for w in d["words"]) and not any(checks.contains_phrase(output, v) for v in d["values"])
-        ]
-        values = [float(v) for v in ref["values"]]
-        allowed = set(values) | {abs(a - b) for a, b in combinations(values, 2)} | {float(i) for i in range(13)}
-        allowed |= set(checks.numbers_in(instance.instruction))
-        return checks.verdict(self.name, [
-            checks.check_nonempty(output),
-            checks.check_leak(output),
-            check_restates(output, instance.instruction),
-            Result("names_both", not both, f"does not mention {both}" if both else ""),
-            Result("recommendation", ref["winner"] in recommended and ref["loser"] not in recommended,
-                   f"should recommend {ref['winner']!r} for the need; recommends {sorted(recommended) or 'nothing'}"),
-            Result("key_facts", not missing, f"does not mention the deciding {missing}" if missing else ""),
-            check_no_invented_numbers(output, allowed),
-            checks.check_length(output, 8, 120),
-            check_no_refusal(output),
-            check_rambling(output),
-        ])
-
-
-FAMILIES = [MathProblems(), Analysis(), Comparison()]
+FAMILIES = [MathProblems(), Analysis()]
