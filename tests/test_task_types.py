@@ -335,3 +335,15 @@ def test_comparison_numbers_with_a_unit_are_given_values_or_differences_beside_a
         assert check_attribute_numbers(ok, given, units).ok, ok
     for wrong in ("The Rook costs $15.", "It has 3 seats.", "A 2-seat car.", "It weighs 22 kg more."):
         assert not check_attribute_numbers(wrong, given, units).ok, wrong
+
+
+def test_factual_qa_fails_a_number_that_is_neither_in_the_question_nor_an_answer():
+    family = task_family("factual_qa")
+    by_question = {i.reference["question"]: i for i in family.instances("train", 10_000, 0)}
+    potassium = by_question["What is the chemical symbol for potassium?"]
+    chromosomes = by_question["How many chromosomes do most human cells have?"]
+    # records the stage-0 rounds of runs/tasks-std7 kept before this check
+    assert not family.verify(potassium, "Potassium is a chemical element with symbol K and atomic number 18.").passed
+    assert not family.verify(chromosomes, "Some human cells have 46 280 chromosomes.").passed
+    assert family.verify(potassium, "The chemical symbol for potassium is K.").passed
+    assert family.verify(chromosomes, "Most human cells have 46 chromosomes.").passed

@@ -22,10 +22,16 @@ class FactualQA(TaskTypeFamily):
 
     Passes when the expected answer (or an alias; "8" == "eight") is stated
     un-negated, no listed wrong answer is also affirmed ("Paris or Lyon" fails),
-    the output is a short answer (at most 40 words, 3 sentences) and not a
-    question, a refusal or a repetition. Limits: a correct answer phrased with a
-    synonym that is not listed fails; a right answer wrapped in wrong extra
-    claims passes unless a claim names a listed wrong answer.
+    no number appears that is not in the question or the answers, the output is
+    a short answer (at most 40 words, 3 sentences) and not a question, a refusal
+    or a repetition. Why the numbers: the stage-0 rounds of runs/tasks-std7 kept
+    "Potassium is a chemical element with symbol K and atomic number 18.", "Some
+    human cells have 46 280 chromosomes." and "In Italy, the Renaissance began in
+    the year 1495." (36 of 873 records), and the models trained on them answered
+    held-out questions with "... atomic number 18.". Limits: a true extra number
+    ("invented in 1879 by Thomas Edison") fails too; a correct answer phrased with
+    a synonym that is not listed fails; a right answer wrapped in wrong extra
+    claims without a number passes unless a claim names a listed wrong answer.
     """
 
     name = "factual_qa"
@@ -46,12 +52,19 @@ class FactualQA(TaskTypeFamily):
         }
         return template.format(q=item["q"]), ref, item["q"]
 
+    @staticmethod
+    def allowed_numbers(instance: Instance) -> set[float]:
+        """The numbers of the question and of every accepted answer, and 1 ("one of the ...")."""
+        texts = [instance.reference.get("question") or instance.instruction, *instance.reference["answers"]]
+        return {1.0} | {v for text in texts for v in checks.numbers_in(text)}
+
     def verify(self, instance: Instance, output: str) -> Verdict:
         ref = instance.reference
         return checks.verdict(self.name, [
             checks.check_nonempty(output),
             checks.check_leak(output),
             *checks.check_answer(output, ref["answers"], ref["wrong"]),
+            check_no_invented_numbers(output, self.allowed_numbers(instance)),
             checks.check_not_question(output),
             checks.check_length(output, 1, 40),
             checks.check_single_sentence(output, 3),
