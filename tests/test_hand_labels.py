@@ -131,7 +131,7 @@ def test_summarization_and_explanation_verifiers_agree_with_the_hand_labels_now(
 
 #: 120 outputs of the embedded base model answering stage-2 training instances as stage 2's answerer
 #: is prompted for a family it was not trained on (2 demos, temperature 0.8, top-k 40, 4 samples of
-#: the first 10 instances per family; runs/diag/stage2_fail.py, 2026-12-06), labelled by hand. A
+#: the first 10 instances per family; `benchmarks/answerer_samples.py`, 2026-12-06), labelled by hand. A
 #: comparison passes when it names both options and recommends the right one for the need with no
 #: false reason; an analysis when trend, peak and low are right; a word problem when the answer is.
 #: Measured against ``verifier_then``: analysis 40/40 agreed (all wrong: invented labels such as
