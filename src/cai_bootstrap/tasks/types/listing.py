@@ -2,7 +2,7 @@
 
 | family | source material (``data/seeds/``) | verifier (rules only) |
 |---|---|---|
-| factual_qa | tasks_factual_qa.yaml: questions, answers, wrong answers | answer affirmed, no wrong answer, short |
+| factual_qa | tasks_factual_qa.yaml: questions, answers, wrong answers | answer affirmed, no wrong answer, no invented number, short |
 | summarization | tasks_summarization.yaml: invented passages, planted key facts | shorter than the source, every key fact, no invented number |
 | explanation | tasks_explanation.yaml: subjects, key-term groups | every key-term group, 12-150 words |
 | translation | tasks_translation.yaml: English -> French / Spanish bank | an accepted translation, not the other language |
@@ -11,7 +11,7 @@
 | math_problems | tasks_math_problems.yaml: scenarios with number ranges | computed final answer |
 | advice | tasks_advice.yaml: situations, topic words | on topic, two concrete suggestions, no refusal |
 | analysis | tasks_analysis.yaml: series scenarios (spike or dip planted) | direction, highest, lowest, no invented number |
-| comparison | tasks_comparison.yaml: option pairs, attributes, needs | names both, recommends the computed winner, key facts |
+| comparison | tasks_comparison.yaml: option pairs, attributes, needs | names both, recommends the computed winner, key facts, numbers with a unit as given |
 
 Train and held-out material are disjoint (items and templates); held-out instances
 are static (`types.common.HELDOUT_SEED`). Each family documents what its rules
