@@ -330,22 +330,23 @@ class RateResponse(EvaluationFamily):
     #: flaws that may name each other: shouting is fairly called rude, rudeness fairly called shouting
     AKIN: ClassVar[dict[str, tuple[str, ...]]] = {"rude": ("rude", "shouting"), "shouting": ("rude", "shouting")}
 
+    def own_flaws(self, ref: dict) -> tuple[str, ...]:
+        """The flaws a reason may name on this case: its flaw and those akin to it (none if unflawed)."""
+        flaw = ref["case"]["flaw"]
+        return self.AKIN.get(flaw, (flaw,)) if flaw in FLAW_WORDS else ()
+
     def reasons(self, ref: dict) -> dict[str, tuple[str, ...]]:
         """On a flawed (3) case, only its own flaw is a reason: "3. ..., but the response is misspelled."
         for a wordy reply names a flaw it does not have (out-of-sample hand labels, runs/skills-std7)."""
-        flaw = ref["case"]["flaw"]
-        if flaw not in FLAW_WORDS:
+        own = self.own_flaws(ref)
+        if not own:
             return self.REASONS
-        own = self.AKIN.get(flaw, (flaw,))
         return {**self.REASONS, "3": ("answer is correct", *(f"is {FLAW_WORDS[f]}" for f in own))}
 
     def never_reasons(self, ref: dict) -> tuple[str, ...]:
         """On a flawed case, the flaws it does not have."""
-        flaw = ref["case"]["flaw"]
-        if flaw not in FLAW_WORDS:
-            return ()
-        own = self.AKIN.get(flaw, (flaw,))
-        return tuple(f"is {w}" for f, w in FLAW_WORDS.items() if f not in own)
+        own = self.own_flaws(ref)
+        return tuple(f"is {w}" for f, w in FLAW_WORDS.items() if f not in own) if own else ()
 
     def cases(self, split: Split, n: int, seed: int) -> list[dict]:
         tpls = self.templates(split)
