@@ -79,3 +79,23 @@ def test_the_knowledge_probe_demos_ask_no_fact_of_any_bank() -> None:
                 prefix = normalize(fact[1])
                 assert not (len(prefix.split()) >= 2 and any(s.startswith(prefix) for s in demo_sentences)), (name, fact[1])
     assert checked > 100
+
+
+def test_greedy_score_counts_each_familys_failures_by_check() -> None:
+    """The verifier's failing check is counted per family (most first), so a gate that fails says
+    what failed; the rows are real verdicts of the factual_qa verifier."""
+    from cai_bootstrap.evaluation.heldout import score_rows
+
+    fam = get_family("factual_qa")
+    insts = fam.instances("heldout", 4, 0)
+    outputs = [fam.reference_output(insts[0]), "I don't know.", "Banana.", "Banana."]
+    rows = []
+    for inst, out in zip(insts, outputs):
+        v = fam.verify(inst, out)
+        rows.append({"id": inst.id, "family": inst.family, "passed": v.passed, "check": v.check})
+    score = score_rows("m", rows)
+    fails = score.per_family["factual_qa"].failures
+    assert score.per_family["factual_qa"].passed == 1
+    assert sum(fails.values()) == 3
+    assert list(fails.values()) == sorted(fails.values(), reverse=True)
+    assert all(check for check in fails)

@@ -16,8 +16,8 @@ from cai_bootstrap.report.plots import PLOTS
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _score(model: str, fams: dict[str, tuple[int, int]]) -> dict:
-    per = {f: {"n": n, "passed": p, "rate": p / n} for f, (n, p) in fams.items()}
+def _score(model: str, fams: dict[str, tuple[int, int]], failures: dict[str, dict[str, int]] | None = None) -> dict:
+    per = {f: {"n": n, "passed": p, "rate": p / n, "failures": (failures or {}).get(f, {})} for f, (n, p) in fams.items()}
     total = sum(n for n, _ in fams.values())
     return {"model": model, "mean": sum(p for _, p in fams.values()) / total, "per_family": per}
 
@@ -211,7 +211,8 @@ def build_run(root: Path, *, control: bool = True, safety: bool = True) -> Path:
         "threshold": 0.9,
         "passed": False,
         "attempts": 2,
-        "heldout": _score("stage-2-implicit", {"implicit_format": (10, 8), "implicit_length": (10, 6)}),
+        "heldout": _score("stage-2-implicit", {"implicit_format": (10, 8), "implicit_length": (10, 6)},
+                          failures={"implicit_length": {"length": 3, "repetition": 1}}),
         "base_heldout": _score("base", {"implicit_format": (10, 2), "implicit_length": (10, 3)}),
         "retained": {
             "stage-1-explicit": _score(
@@ -333,6 +334,8 @@ def test_tables_carry_the_fixture_numbers(rendered: tuple[Path, str, str]) -> No
         assert "70.0%" in text and "45.0%" in text  # stage-2 model and control
         assert "+53.3 pt" in text and "+25.0 pt" in text
         assert "90.0% (9/10)" in text  # per-family cell
+        # the stage model's held-out failures counted by the check that failed them
+        assert "failures by check" in text and "length 3, repetition 1" in text
         # retained: stage-3 on stage-2's set 13/20
         assert "65.0%" in text
         # yield and reasons, also counted from data.jsonl-less metrics

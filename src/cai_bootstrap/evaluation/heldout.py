@@ -7,6 +7,7 @@ appended per item, so an interrupted evaluation resumes where it stopped.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -22,6 +23,9 @@ class FamilyScore(BaseModel):
     n: int
     passed: int
     rate: float
+    failures: dict[str, int] = Field(
+        default_factory=dict, description="failed cases by the verifier check that failed them, most first: "
+        "what a stage still gets wrong, counted (a gate that fails says why)")
 
 
 class HeldoutScore(BaseModel):
@@ -63,10 +67,15 @@ KNOWN_POOL_FACTOR = 16
 
 def score_rows(model: str, rows: list[dict]) -> HeldoutScore:
     fams: dict[str, list[bool]] = {}
+    failed: dict[str, Counter[str]] = {}
     for row in rows:
         fams.setdefault(row["family"], []).append(bool(row["passed"]))
+        if not row["passed"]:
+            failed.setdefault(row["family"], Counter())[str(row.get("check") or "unknown")] += 1
     per_family = {
-        f: FamilyScore(n=len(v), passed=sum(v), rate=sum(v) / len(v) if v else 0.0) for f, v in sorted(fams.items())
+        f: FamilyScore(n=len(v), passed=sum(v), rate=sum(v) / len(v) if v else 0.0,
+                       failures=dict(failed.get(f, Counter()).most_common()))
+        for f, v in sorted(fams.items())
     }
     total = sum(len(v) for v in fams.values())
     mean = sum(sum(v) for v in fams.values()) / total if total else 0.0

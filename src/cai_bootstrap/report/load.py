@@ -50,6 +50,8 @@ class FamilyScore:
     n: int
     passed: int
     rate: float
+    #: failed cases by the verifier check that failed them (empty for runs from before it was counted)
+    failures: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,7 +74,8 @@ class Score:
             rate = _num(fam.get("rate"))
             if rate is None:
                 rate = passed / n if n else 0.0
-            fams[str(name)] = FamilyScore(n=n, passed=passed, rate=rate)
+            failures = {str(k): int(_num(v) or 0) for k, v in _dict(fam.get("failures")).items()}
+            fams[str(name)] = FamilyScore(n=n, passed=passed, rate=rate, failures=failures)
         mean = _num(raw.get("mean"))
         if mean is None and fams:
             total = sum(f.n for f in fams.values())

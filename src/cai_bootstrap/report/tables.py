@@ -147,7 +147,9 @@ def family_table(s: StageData) -> Table | None:
     scores: list[tuple[str, Score | None]] = [("Base model", s.base_heldout)]
     if s.control:
         scores.append(("Control", s.control))
+    counted = any(fs.failures for fs in s.heldout.per_family.values())
     headers = ["Family", "Cases", "Stage model"] + [label for label, sc in scores if sc]
+    headers += ["Stage model's failures by check"] if counted else []
     rows: list[list[str | Cell]] = []
     for fam, fs in s.heldout.per_family.items():
         ok = s.threshold is None or fs.rate >= s.threshold
@@ -156,8 +158,18 @@ def family_table(s: StageData) -> Table | None:
             if sc:
                 other = sc.per_family.get(fam)
                 row.append(rate_text(other.passed, other.n) if other else "–")
+        if counted:
+            row.append(failures_text(fs.failures))
         rows.append(row)
-    return Table(headers, rows)
+    return Table(headers, rows, text_columns={0, len(headers) - 1} if counted else {0})
+
+
+def failures_text(failures: dict[str, int], top: int = 4) -> str:
+    """"answer 5, length 2, 1 other": the checks that failed a family's held-out cases, most first."""
+    ranked = sorted(failures.items(), key=lambda kv: -kv[1])
+    parts = [f"{check} {n}" for check, n in ranked[:top]]
+    rest = sum(n for _, n in ranked[top:])
+    return ", ".join(parts + ([f"{rest} other"] if rest else [])) or "–"
 
 
 def rounds_table(s: StageData) -> Table | None:
