@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,12 @@ from cai_bootstrap.tasks.types import TASK_TYPES, task_family
 REQUIRED = ("key", "family", "attempt", "kept", "drop_reason", "prompt", "chosen", "rejected", "check", "verdicts",
             "provenance", "reference", "candidates", "init_response", "critique", "revision_response")
 
+
+
+@lru_cache(maxsize=None)
+def every_train_instance(family: str) -> tuple:
+    """Every training instance of ``family`` (the seed banks hold fewer than 100,000), to find the one a prompt asks."""
+    return tuple(task_family(family).instances("train", 100_000, 0))
 
 def make_ctx(tmp_path: Path, engines, *, families=("factual_qa",), examples=3, options=None, n=2, tokens=8,
              roles=None, role_names=None, settings=None, name="stage-0", chunk_size=4) -> StageContext:
@@ -105,7 +112,7 @@ def test_stage_zero_task_option_selects_the_task(tmp_path: Path, tiny_engine) ->
     records = build(ctx)
     assert records and {r["family"] for r in records} == {"summarization"}
     assert all(task_family("summarization").verify(
-        next(i for i in task_family("summarization").instances("train", 1000, 0) if i.id == r["key"]), r["chosen"]
+        next(i for i in every_train_instance("summarization") if i.id == r["key"]), r["chosen"]
     ).passed for r in records if r["kept"])
 
 
@@ -129,7 +136,7 @@ def test_failing_candidate_is_critiqued_and_a_verified_revision_is_chosen(tmp_pa
     critic = Scripted(lambda p, params: ["The response does not answer the question; it should name the right answer."])
 
     def revise(prompt, params):
-        inst = next(i for i in task_family("factual_qa").instances("train", 1000, 0) if i.instruction in prompt.split("Request: ")[-1])
+        inst = next(i for i in every_train_instance("factual_qa") if i.instruction in prompt.split("Request: ")[-1])
         return [f"The answer is {inst.reference['answers'][0]}."]
 
     reviser = Scripted(revise)
@@ -158,7 +165,7 @@ def test_failing_candidate_is_critiqued_and_a_verified_revision_is_chosen(tmp_pa
 
 def test_verified_candidate_is_chosen_when_the_revision_fails(tmp_path: Path) -> None:
     def answers(prompt, params):
-        inst = next(i for i in task_family("factual_qa").instances("train", 1000, 0) if i.instruction in prompt)
+        inst = next(i for i in every_train_instance("factual_qa") if i.instruction in prompt)
         return ["No idea, sorry.", f"{inst.reference['answers'][0]}."]
 
     engines = {
@@ -182,7 +189,7 @@ def test_nothing_verified_is_dropped_with_the_failing_check(tmp_path: Path) -> N
 def test_family_share_caps_one_family(tmp_path: Path) -> None:
     def answers(prompt, params):
         # right only for factual_qa, so it would fill every example on its own
-        for i in task_family("factual_qa").instances("train", 1000, 0):
+        for i in every_train_instance("factual_qa"):
             if i.instruction in prompt:
                 return [f"{i.reference['answers'][0]}."] * params.n
         return ["?"] * params.n
