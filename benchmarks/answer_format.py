@@ -13,28 +13,21 @@ set plays no part. Measured 2026-12-07 on runs/tasks-std11 (60 cases): 45.0% wit
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from pathlib import Path
 
 from cai_bootstrap.engines.base import SamplingParams
 from cai_bootstrap.engines.transformers_engine import TransformersEngine
 from cai_bootstrap.evaluation.intervals import wilson
+from cai_bootstrap.jsonl import iter_jsonl
 from cai_bootstrap.prompt_format import format_few_shot
 from cai_bootstrap.stages.context import derive_seed
+from cai_bootstrap.stages.training_facts import ALL_INSTANCES
 from cai_bootstrap.tasks import get_family
 
-QUESTIONS = [
-    "Answer this question: Which ocean lies between Africa and Australia?",
-    "How many legs does a spider have?",
-    "Quick question: Who painted the Mona Lisa?",
-    "Can you tell me this? What gas do plants release during photosynthesis?",
-]
-DEMOS = {
-    "sentence": ["The Indian Ocean lies between Africa and Australia.", "A spider has eight legs.",
-                 "Leonardo da Vinci painted the Mona Lisa.", "Plants release oxygen during photosynthesis."],
-    "answer first": ["The Indian Ocean.", "Eight.", "Leonardo da Vinci.", "Oxygen."],
-}
+#: the seed bank's demos as full sentences (before 2026-12-07), in the bank's order of its demo questions
+SENTENCES = ["The Indian Ocean lies between Africa and Australia.", "A spider has eight legs.",
+             "Leonardo da Vinci painted the Mona Lisa.", "Plants release oxygen during photosynthesis."]
 
 
 def main() -> None:
@@ -44,14 +37,14 @@ def main() -> None:
     ap.add_argument("--model", default="gemma-3-270m")
     args = ap.parse_args()
     fam = get_family("factual_qa")
-    keys = sorted({json.loads(line)["key"] for line in (args.run / "stage-0" / "data.jsonl").open()
-                   if str(json.loads(line).get("attempt")) == "0"})
-    by_id = {i.id: i for i in fam.instances("train", 100_000, 0)}
+    keys = sorted({r["key"] for r in iter_jsonl(args.run / "stage-0" / "data.jsonl") if str(r.get("attempt")) == "0"})
+    by_id = {i.id: i for i in fam.instances("train", ALL_INSTANCES, 0)}
     cases = [by_id[k] for k in keys if k in by_id][: args.cases]
+    shipped = fam.few_shot()
+    forms = {"sentence": [(q, s) for (q, _), s in zip(shipped, SENTENCES, strict=True)], "answer first": shipped}
     engine = TransformersEngine.from_ref(args.model)
     greedy = SamplingParams(max_new_tokens=fam.max_new_tokens, temperature=0.0, seed=0)
-    for name, responses in DEMOS.items():
-        demos = list(zip(QUESTIONS, responses))
+    for name, demos in forms.items():
         prompts = [format_few_shot(i.instruction, random.Random(derive_seed("shots", i.id)).sample(demos, 2))
                    for i in cases]
         outs = engine.generate(prompts, greedy, progress=False)

@@ -21,17 +21,18 @@ from cai_bootstrap.jsonl import iter_jsonl
 from cai_bootstrap.stages import task_prompts as P
 from cai_bootstrap.stages import task_stage as T
 from cai_bootstrap.stages.context import RecordSink, StageContext
+from cai_bootstrap.stages.training_facts import ALL_INSTANCES
 from cai_bootstrap.tasks.types import TASK_TYPES, task_family
 
 REQUIRED = ("key", "family", "attempt", "kept", "drop_reason", "prompt", "chosen", "rejected", "check", "verdicts",
             "provenance", "reference", "candidates", "init_response", "critique", "revision_response")
 
 
-
 @lru_cache(maxsize=None)
 def every_train_instance(family: str) -> tuple:
-    """Every training instance of ``family`` (the seed banks hold fewer than 100,000), to find the one a prompt asks."""
-    return tuple(task_family(family).instances("train", 100_000, 0))
+    """Every training instance of ``family``, to find the one a prompt asks."""
+    return tuple(task_family(family).instances("train", ALL_INSTANCES, 0))
+
 
 def make_ctx(tmp_path: Path, engines, *, families=("factual_qa",), examples=3, options=None, n=2, tokens=8,
              roles=None, role_names=None, settings=None, name="stage-0", chunk_size=4) -> StageContext:
