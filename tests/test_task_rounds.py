@@ -32,8 +32,8 @@ def task_rounds_run(tmp_path_factory) -> Path:
     return out
 
 
-def _ctx(tmp_path: Path, overrides: dict) -> StageContext:
-    spec = load_curriculum("tasks", "tiny", overrides).stages[0]
+def _ctx(tmp_path: Path, overrides: dict, stage: int = 0) -> StageContext:
+    spec = load_curriculum("tasks", "tiny", overrides).stages[stage]
     return StageContext(spec=spec, settings=RunSettings(curriculum="tasks", preset="tiny"), stage_dir=tmp_path,
                         sink=RecordSink(tmp_path / "data.jsonl"), engine_for=lambda role: None,
                         role_name=lambda role: role, console=Console(quiet=True))
@@ -214,3 +214,42 @@ def test_a_heldout_plan_of_another_criterion_is_redone(tmp_path):
 
     atomic_write_json(tmp_path / PLAN_FILE, {"stage-0": {k: v for k, v in plan.items() if k != "pool_factor"}})
     assert stage_heldout(tmp_path, spec, 0) == heldout_instances(spec.families, 6, 0, set(plan["unknown_facts"]), 4)
+
+
+def test_split_by_weight_is_proportional_capped_and_even_without_weights():
+    assert rounds.split_by_weight(150, {"qa": 0, "sum": 146, "expl": 66}, {"qa": 99, "sum": 99, "expl": 99}) == {
+        "qa": 0, "sum": 99, "expl": 51}  # sum capped at its 99 fresh instances, the rest to expl
+    assert rounds.split_by_weight(10, {"a": 3, "b": 1}, {"a": 50, "b": 50}) == {"a": 8, "b": 2}
+    assert rounds.split_by_weight(6, {"a": 0, "b": 0, "c": 0}, {"a": 9, "b": 9, "c": 9}) == {"a": 2, "b": 2, "c": 2}
+    assert rounds.split_by_weight(6, {"a": 5, "b": 0}, {"a": 2, "b": 9}) == {"a": 2, "b": 4}  # a full: b takes the rest
+
+
+def _kept(family: str, n: int, round_index: int = 0, start: int = 0) -> list[dict]:
+    return [_record(f"{family}/{start + j}@r{round_index}", family, f"{family}/{start + j}", round_index)
+            for j in range(n)]
+
+
+def _record(key: str, family: str, instance: str, round_index: int) -> dict:
+    return {"key": key, "family": family, "prompt": "p", "kept": True, "chosen": "x", "provenance": {},
+            "instance": instance, **({"round": round_index} if round_index else {})}
+
+
+def test_shortfall_rounds_give_instances_to_the_families_short_of_records(tmp_path):
+    """`rounds.allocate: shortfall` (tasks standard): a family with its share of trained records gets no
+    round instances, the others get them in proportion to what they lack; round 2 recomputes round 1's
+    split from the records written before it, so the two rounds never share an instance."""
+    from collections import Counter
+
+    ctx = _ctx(tmp_path, {"stage-1": {"rounds": {"count": 2, "instances": 12, "reuse": True, "allocate": "shortfall"},
+                                      "examples": 30}}, stage=1)
+    for record in _kept("factual_qa", 12) + _kept("summarization", 1) + _kept("explanation", 6):
+        ctx.sink.write(record)  # goal 10 a family: short by 0, 9 and 4
+    first = rounds.round_instances(ctx, 1, get_kind("task"))
+    assert Counter(f.name for f, _ in first) == {"summarization": 8, "explanation": 4}
+    for fam, inst in first[:5]:  # round 1 kept records: summarization is still the shortest
+        ctx.sink.write(_record(f"{inst.id}@r1#0", fam.name, inst.id, 1))
+    again = rounds.round_instances(ctx, 1, get_kind("task"))
+    assert [i.id for _, i in again] == [i.id for _, i in first]  # written round-1 records do not move round 1
+    second = rounds.round_instances(ctx, 2, get_kind("task"))
+    assert "factual_qa" not in {f.name for f, _ in second} and len(second) == 12
+    assert not {i.id for _, i in first} & {i.id for _, i in second}

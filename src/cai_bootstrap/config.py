@@ -68,6 +68,11 @@ class RoundSettings(Strict):
         False, description="when a family has too few fresh training instances for a round, answer its first "
         "training's instances again (ReST-EM samples the same problems every iteration); for small seed banks",
     )
+    allocate: Literal["even", "shortfall"] = Field(
+        "even", description="how a round's instances are split over the stage's families: even (in turn), or "
+        "in proportion to each family's shortfall of trained records below examples / families (a family that "
+        "already has its share gets none; even again once none falls short)",
+    )
 
 
 class SafetyGate(Strict):

@@ -22,6 +22,10 @@ Kinds other than the skill builders name their first pool and per-family samplin
 
 from __future__ import annotations
 
+import math
+from collections import Counter
+from collections.abc import Iterable
+
 from cai_bootstrap.config import StageSpec
 from cai_bootstrap.engines.base import SamplingParams
 from cai_bootstrap.jsonl import iter_jsonl
@@ -76,9 +80,52 @@ def round_instances(
             if again:
                 fresh += again * (want // len(again) + 1)
         per_family.append([(fam, i) for i in fresh])
-    ordered = round_robin(per_family)[per_round(ctx.spec) * (round_index - 1) : want]
+    if ctx.spec.rounds.allocate == "shortfall":
+        names = [fam.name for fam in C.families(ctx)]
+        ordered = shortfall_slice(ctx.spec, ctx.sink.records(), round_index, names, per_family)
+    else:
+        ordered = round_robin(per_family)[per_round(ctx.spec) * (round_index - 1) : want]
     seen: set[str] = set()
     return [(f, i) for f, i in ordered if not (i.id in seen or seen.add(i.id))]
+
+
+def shortfall_slice(
+    spec: StageSpec, records: list[dict], round_index: int, names: list[str],
+    per_family: list[list[tuple[TaskFamily, Instance]]],
+) -> list[tuple[TaskFamily, Instance]]:
+    """Round ``round_index``'s instances under ``rounds.allocate: shortfall``, in turn by family.
+
+    Why: with even rounds a family that already has its share of records (factual QA at `tasks`
+    stage 1: 240 from the first data, every instance passing) takes as many instances as one that
+    has a quarter of it (summarization: 54). Round ``k`` splits its instances in proportion to each
+    family's shortfall below ``examples / families`` among the records attempt ``k - 1`` trained on;
+    each family's instances are consecutive slices of its fresh list, so the split of every earlier
+    round is recomputed from the records written before it (the same on resume)."""
+    goal = math.ceil(spec.examples / max(1, len(per_family)))
+    offsets = dict.fromkeys(names, 0)
+    shares: dict[str, int] = {}
+    for k in range(1, round_index + 1):
+        trained = Counter(r["family"] for r in trained_records(records, spec, k - 1))
+        capacity = {n: len(pool) - offsets[n] for n, pool in zip(names, per_family)}
+        shares = split_by_weight(per_round(spec), {n: max(0, goal - trained[n]) for n in names}, capacity)
+        if k < round_index:
+            offsets = {n: offsets[n] + shares[n] for n in names}
+    return round_robin([pool[offsets[n] : offsets[n] + shares[n]] for n, pool in zip(names, per_family)])
+
+
+def split_by_weight(total: int, weights: dict[str, int], capacity: dict[str, int]) -> dict[str, int]:
+    """``total`` split in proportion to ``weights`` (Sainte-Lague: each unit to the largest weight /
+    (2 share + 1), ties to the first name), no share above its capacity; once every weighted name is
+    full or no weight is positive, the rest goes evenly to the names with room."""
+    shares = dict.fromkeys(weights, 0)
+    for _ in range(total):
+        room = [n for n in weights if shares[n] < capacity.get(n, 0)]
+        if not room:
+            break
+        weighted = [n for n in room if weights[n] > 0]
+        best = max(weighted or room, key=lambda n: (weights[n] or 1) / (2 * shares[n] + 1))
+        shares[best] += 1
+    return shares
 
 
 def build_round(ctx: StageContext, round_index: int, kind: StageKind | None = None) -> dict:
@@ -175,7 +222,12 @@ def training_records(paths: StagePaths, spec: StageSpec, attempt: int) -> list[d
     """The records attempt ``attempt`` trains on (before replay): the first N kept records, N = the
     attempt's data target; in a stage with rounds, the first training's ``examples`` records plus
     every kept record of rounds 1..``attempt``, labels balanced (`balance_labels`)."""
-    kept = [r for r in iter_jsonl(paths.data) if r.get("kept") and r.get("chosen")]
+    return trained_records(iter_jsonl(paths.data), spec, attempt)
+
+
+def trained_records(records: Iterable[dict], spec: StageSpec, attempt: int) -> list[dict]:
+    """`training_records` of records already read."""
+    kept = [r for r in records if r.get("kept") and r.get("chosen")]
     if spec.rounds.count:
         first = [r for r in kept if not r.get("round")][: spec.examples]
         return first + balance_labels([r for r in kept if 0 < (r.get("round") or 0) <= attempt])
