@@ -80,5 +80,19 @@ def test_plan_defaults_to_this_machine_and_the_runs_preset(tmp_path):
     if expected:
         assert "skills / quick / cpu" in res.output
     out = create_run(RunSettings(model="tiny", preset="tiny", curriculum="tasks", stages=["stage-0"]), tmp_path / "r")
-    res = runner.invoke(app, ["plan", str(out)])
+    res = runner.invoke(app, ["plan", str(out)], env={"COLUMNS": "200"})
     assert res.exit_code == 0 and "tasks / tiny /" in res.output, res.output
+    assert "stage-0" in res.output and "stage-1" not in res.output  # the run's stages, not the curriculum's
+
+
+def test_plan_of_a_run_counts_its_stage_overrides(tmp_path):
+    def planned_examples(*args: str) -> str:
+        res = runner.invoke(app, ["plan", *args], env={"COLUMNS": "200"})
+        assert res.exit_code == 0, res.output
+        return next(line for line in res.output.splitlines() if "stage-0" in line).split("│")[4].strip()
+
+    settings = RunSettings(model="tiny", preset="tiny", curriculum="tasks", stages=["stage-0"],
+                           stage_overrides={"stage-0": {"examples": 77}})
+    out = create_run(settings, tmp_path / "r")
+    assert planned_examples(str(out)) == "77"
+    assert planned_examples(str(out), "--preset", "quick") != "77"  # another preset: the curriculum as shipped

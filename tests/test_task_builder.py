@@ -239,7 +239,8 @@ def test_tasks_curriculum_validates_for_every_preset(preset: str) -> None:
     assert s0.families == [s0.options["task"]] == ["factual_qa"] and s0.threshold == 0.90
     assert s0.training.method == "sft+dpo" and s0.roles == {"answerer": "base", "critic": "base", "reviser": "base"}
     assert s1.families == ["factual_qa", "summarization", "explanation"] and s1.threshold == 0.85 and s1.per_family_threshold
-    assert set(s1.roles.values()) == {"stage-0"} and set(s2.roles.values()) == {"stage-1"}
+    assert set(s1.roles.values()) == {"stage-0", "base"} and set(s2.roles.values()) == {"stage-1", "base"}
+    assert s1.roles["rival_answerer"] == s2.roles["rival_answerer"] == "base"  # only the answerer probe's rival
     assert s2.families == list(TASK_TYPES) and s2.threshold == 0.80 and not s2.per_family_threshold
     quant = [s.training.lora.quantization for s in (s0, s1, s2)]
     assert quant == (["4bit", "4bit", "8bit"] if preset == "full" else ["none"] * 3)
@@ -286,3 +287,55 @@ def test_critic_hint_hides_the_reference_unless_asked() -> None:
     length = task_family("factual_qa").verify(i, "Canberra " + "is a city " * 20)
     assert P.critic_hint(length, "check") == length.reason  # a reason without the reference is passed on
 
+
+
+def test_answerer_probe_gives_a_family_to_the_rival_only_when_it_passes_more(tmp_path: Path) -> None:
+    """`options.answerer_probe` (stages/answerer_choice.py): the stage model answers factual QA right and
+    translation wrong, the rival (base) the other way round; each family's first data comes from the
+    model that passed more probe samples, provenance names it, and the choice is read back on resume."""
+    def asked(prompt: str):
+        last = prompt.split("### Instruction:\n")[-1]
+        for fam in ("factual_qa", "translation"):
+            for inst in every_train_instance(fam):
+                if inst.instruction in last:
+                    return fam, inst
+        raise AssertionError(prompt)
+
+    def right(family: str):
+        def answers(prompt, params):
+            fam, inst = asked(prompt)
+            good = inst.reference["answers"][0] + "." if fam == "factual_qa" else inst.reference["ref"]
+            return [good if fam == family else "Purple."] * params.n
+        return answers
+
+    stage, base = Scripted(right("factual_qa")), Scripted(right("translation"))
+    engines = {"answerer": stage, "critic": stage, "reviser": stage, "rival_answerer": base}
+    names = {"answerer": "stage-0", "critic": "stage-0", "reviser": "stage-0", "rival_answerer": "base"}
+    options = {"fallback_to_reference": False, "revise_when": "never", "answerer_probe": 2, "answerer_probe_samples": 2}
+
+    def ctx_():
+        return make_ctx(tmp_path, lambda role: engines[role], families=("factual_qa", "translation"), examples=4,
+                        options=options, roles={"rival_answerer": "base"}, role_names=names, name="stage-1",
+                        settings=RunSettings(curriculum="tasks", model="tiny", preset="quick"))
+
+    records = build(ctx_())
+    choice = json.loads((tmp_path / "answerer_choice.json").read_text())
+    assert {f: row["model"] for f, row in choice["families"].items()} == {"factual_qa": "stage-0", "translation": "base"}
+    assert choice["families"]["translation"]["passed"] == {"stage-0": 0, "base": 4}
+    assert {r["family"] for r in records if r["kept"]} == {"factual_qa", "translation"}
+    for r in records:
+        assert r["provenance"]["candidates"]["by"] == ("base" if r["family"] == "translation" else "stage-0")
+    # resumed from scratch: the stored choice is used, so neither model is probed on the other's family again
+    (tmp_path / "data.jsonl").unlink()
+    stage.prompts.clear()
+    base.prompts.clear()
+    build(ctx_())
+    assert {asked(p)[0] for p in stage.prompts} == {"factual_qa"}
+    assert {asked(p)[0] for p in base.prompts} == {"translation"}
+
+
+def test_answerer_probe_without_a_rival_is_a_config_error() -> None:
+    spec = StageSpec(name="stage-1", kind="task", families=["factual_qa"], examples=2,
+                     options={"answerer_probe": 4})
+    with pytest.raises(ConfigError, match="rival_answerer"):
+        T.TaskStage().check(spec)

@@ -94,7 +94,8 @@ def serve(
 
 @app.command()
 def plan(
-    run_dir: Optional[Path] = typer.Argument(None, help="a run directory: plan its curriculum and preset"),
+    run_dir: Optional[Path] = typer.Argument(None, help="a run directory: plan its stages as its manifest has them "
+                                            "(overrides included), unless --curriculum or --preset names others"),
     curriculum: Optional[str] = typer.Option(None, "--curriculum", "-c", help="built-in name or YAML path (default skills)"),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="tiny | quick | standard | full (default: the "
                                          "run's, else quick)"),
@@ -109,11 +110,15 @@ def plan(
 
     presets = ("tiny", "quick", "standard", "full")
     model = "gemma-3-270m"  # whose cached bench is used: the run's model, else the default
+    run_curriculum = None  # the run's stages with its stage_overrides, as it runs them
     try:
         if run_dir is not None:
             from cai_bootstrap.pipeline.setup import load_run
 
-            _, settings, _ = load_run(run_dir)
+            manifest, settings, stored = load_run(run_dir)
+            if curriculum in (None, settings.curriculum) and preset in (None, settings.preset):
+                run_curriculum = stored.model_copy(
+                    update={"stages": [s for s in stored.stages if s.name in manifest["stages"]]})
             curriculum, preset = curriculum or settings.curriculum, preset or settings.preset
             model = settings.model
         curriculum, preset = curriculum or "skills", preset or "quick"
@@ -127,7 +132,7 @@ def plan(
             if cached:
                 bench_file, rates = cached[0], f"measured by bench on {str(cached[1].get('date', '?'))[:10]} ({cached[0]})"
         hardware = hardware or ("measured" if bench_file else _detected_hardware())
-        rows = make_plan(curriculum, preset, hardware, gpu_hour_price, bench_path=bench_file)
+        rows = make_plan(run_curriculum or curriculum, preset, hardware, gpu_hour_price, bench_path=bench_file)
     except known_errors() as exc:
         fail(str(exc))
     console.print(plan_table(rows, title=f"plan: {curriculum} / {preset} / {hardware}"))

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cai_bootstrap.config import ConfigError, load_curriculum
+from cai_bootstrap.config import ConfigError, StageSpec, load_curriculum
 from cai_bootstrap.prompt_format import format_few_shot, format_prompt
 from cai_bootstrap.stages.context import StageContext, derive_seed
 from cai_bootstrap.stages.critique_revise import strip_label, templated_prompt
@@ -69,6 +69,12 @@ class TaskOptions(BaseModel):
     fallback_to_reference: bool = Field(
         False, description="no verified output: keep the family's hand-made reference (provenance by: seed); tiny preset only"
     )
+    answerer_probe: int = Field(
+        0, ge=0, description="cases per family on which the answerer and roles.rival_answerer (e.g. base) are "
+        "sampled before the first data; a family whose rival passes more samples is answered by the rival "
+        "(stages/answerer_choice.py); 0: off",
+    )
+    answerer_probe_samples: int = Field(4, ge=1, description="samples per probe case and model")
 
 
 def task_options(ctx: StageContext) -> TaskOptions:
@@ -92,11 +98,23 @@ def _stage_families(curriculum: str, preset: str, overrides_key: str, stage: str
     return None
 
 
-def answerer_trained_on(ctx: StageContext) -> set[str] | None:
-    """Families the answerer's stage model was trained on (empty for the base model; None if unknown)."""
+#: Token budgets are rounded up to these buckets so a chunk of mixed families makes a few
+#: well-filled generate calls instead of one small call per family.
+TOKEN_BUCKETS = (48, 96, 160, 256)
+
+
+def token_cap(spec: StageSpec, family: TaskFamily) -> int:
+    """The family's token need, rounded up to a bucket, capped by the stage's ``max_new_tokens``."""
+    need = int(getattr(family, "max_new_tokens", spec.sampling.max_new_tokens))
+    bucket = next((b for b in TOKEN_BUCKETS if b >= need), need)
+    return max(1, min(bucket, spec.sampling.max_new_tokens))
+
+
+def answerer_trained_on(ctx: StageContext, role: str = "answerer") -> set[str] | None:
+    """Families the ``role``'s stage model was trained on (empty for the base model; None if unknown)."""
     import json
 
-    who = ctx.role_name("answerer")
+    who = ctx.role_name(role)
     if who.startswith(("base", "judge")):
         return set()
     fams = _stage_families(
@@ -194,7 +212,7 @@ def verify_critique(critique: str, response: str) -> Verdict:
 
 
 __all__ = [
-    "CRITIC_INSTRUCTION", "DEFAULT_RUBRIC", "GENERIC_HINTS", "REVISER_INSTRUCTION", "TaskOptions", "answer_prompt",
-    "answerer_trained_on", "clean_revision", "critic_hint", "critic_prompt", "few_shot_for", "repair_demos",
-    "reviser_prompt", "task_options", "verify_critique",
+    "CRITIC_INSTRUCTION", "DEFAULT_RUBRIC", "GENERIC_HINTS", "REVISER_INSTRUCTION", "TOKEN_BUCKETS", "TaskOptions",
+    "answer_prompt", "answerer_trained_on", "clean_revision", "critic_hint", "critic_prompt", "few_shot_for",
+    "repair_demos", "reviser_prompt", "task_options", "token_cap", "verify_critique",
 ]

@@ -43,6 +43,7 @@ from cai_bootstrap.config import ConfigError, StageSpec
 from cai_bootstrap.engines.base import SamplingParams
 from cai_bootstrap.jsonl import iter_jsonl
 from cai_bootstrap.stages import candidates as C
+from cai_bootstrap.stages.answerer_choice import ANSWERER, RIVAL, check_probe, choose_answerers
 from cai_bootstrap.stages.context import StageContext, derive_seed
 from cai_bootstrap.stages.kind import StageKind
 from cai_bootstrap.stages.task_prompts import (
@@ -56,6 +57,7 @@ from cai_bootstrap.stages.task_prompts import (
     repair_demos,
     reviser_prompt,
     task_options,
+    token_cap,
     verify_critique,
 )
 from cai_bootstrap.stages.training_facts import withheld_topics
@@ -140,18 +142,6 @@ def _generate(ctx: StageContext, role: str, prompts: list[str], params: Sampling
     return ctx.engine(role).generate(prompts, params, desc=f"{ctx.spec.name} {role}")
 
 
-#: Token budgets are rounded up to these buckets so a chunk of mixed families makes a few
-#: well-filled generate calls instead of one small call per family.
-TOKEN_BUCKETS = (48, 96, 160, 256)
-
-
-def token_cap(spec: StageSpec, family: TaskFamily) -> int:
-    """The family's token need, rounded up to a bucket, capped by the stage's ``max_new_tokens``."""
-    need = int(getattr(family, "max_new_tokens", spec.sampling.max_new_tokens))
-    bucket = next((b for b in TOKEN_BUCKETS if b >= need), need)
-    return max(1, min(bucket, spec.sampling.max_new_tokens))
-
-
 def best_failing(verdicts: list[Verdict], samples: list[str]) -> int | None:
     """The failing, non-empty sample the verifier scored highest (first on ties)."""
     best = None
@@ -163,19 +153,24 @@ def best_failing(verdicts: list[Verdict], samples: list[str]) -> int | None:
 
 def run_chunk(
     ctx: StageContext, opts: TaskOptions, items: list[tuple[TaskFamily, Instance]], seed: int,
-    all_families: Sequence[TaskFamily], trained: set[str] | None,
+    all_families: Sequence[TaskFamily], trained: dict[str, set[str] | None], answerer_of: dict[str, str] | None = None,
 ) -> list[dict]:
-    """Candidates -> verify -> critique -> revise -> verify -> one record per case."""
-    # 1. candidates, grouped by token budget
-    prompts = [answer_prompt(opts, f, i, few_shot_for(ctx, opts, f, trained)) for f, i in items]
+    """Candidates -> verify -> critique -> revise -> verify -> one record per case.
+
+    ``answerer_of``: family -> the role that answers it (`answerer_choice`; default the answerer);
+    ``trained``: role -> the families its model was trained on."""
+    # 1. candidates, grouped by answering role and token budget
+    roles = [(answerer_of or {}).get(f.name, ANSWERER) for f, _ in items]
+    few_shot = [few_shot_for(ctx, opts, f, trained.get(role)) for (f, _), role in zip(items, roles)]
+    prompts = [answer_prompt(opts, f, i, shots) for (f, i), shots in zip(items, few_shot)]
     samples: list[list[str]] = [[] for _ in items]
     params_of: dict[int, SamplingParams] = {}
-    by_cap: dict[int, list[int]] = {}
+    by_cap: dict[tuple[str, int], list[int]] = {}
     for k, (fam, _) in enumerate(items):
-        by_cap.setdefault(token_cap(ctx.spec, fam), []).append(k)
-    for cap, idx in sorted(by_cap.items()):
+        by_cap.setdefault((roles[k], token_cap(ctx.spec, fam)), []).append(k)
+    for (role, cap), idx in sorted(by_cap.items()):
         params = ctx.sampling(seed=derive_seed(seed, "answer", cap), max_new_tokens=cap, top_k=opts.top_k)
-        for k, out in zip(idx, _generate(ctx, "answerer", [prompts[k] for k in idx], params)):
+        for k, out in zip(idx, _generate(ctx, role, [prompts[k] for k in idx], params)):
             samples[k] = out
             params_of[k] = params
     picks = [C.pick(s, lambda o, f=f, i=i: f.verify(i, o), ctx.spec.prefer_answer) for (f, i), s in zip(items, samples)]
@@ -207,13 +202,14 @@ def run_chunk(
     rev_params = ctx.sampling(seed=derive_seed(seed, "reviser"), n=opts.revise_n, top_k=opts.top_k)
     rev_prompts: dict[int, str] = {}
     rev_out: dict[int, list[str]] = {}
-    by_cap = {}
     for k in rev_ks:
-        fam, inst = items[k]
+        inst = items[k][1]
         rev_prompts[k] = reviser_prompt(demos_of[k], inst.instruction, picks[k].samples[originals[k]], critiques[k][0] or "")
-        by_cap.setdefault(token_cap(ctx.spec, fam), []).append(k)
     rev_params_of: dict[int, SamplingParams] = {}
-    for cap, idx in sorted(by_cap.items()):
+    rev_by_cap: dict[int, list[int]] = {}
+    for k in rev_ks:
+        rev_by_cap.setdefault(token_cap(ctx.spec, items[k][0]), []).append(k)
+    for cap, idx in sorted(rev_by_cap.items()):
         params = rev_params.model_copy(update={"max_new_tokens": cap, "seed": derive_seed(seed, "reviser", cap)})
         for k, out in zip(idx, _generate(ctx, "reviser", [rev_prompts[k] for k in idx], params)):
             rev_out[k] = [clean_revision(o) for o in out]
@@ -226,21 +222,21 @@ def run_chunk(
             ctx, opts, fam, inst, picks[k], originals[k], prompts[k], params_of[k],
             crit_prompts.get(k), crit_params, critiques.get(k),
             rev_prompts.get(k), rev_params_of.get(k), rev_out.get(k),
-            few_shot=few_shot_for(ctx, opts, fam, trained),
+            few_shot=few_shot[k], answerer=roles[k],
         ))
     return records
 
 
 def _record(
     ctx, opts, fam, inst, pick, original, prompt, params, crit_prompt, crit_params, critique, rev_prompt, rev_params,
-    revisions, *, few_shot: bool,
+    revisions, *, few_shot: bool, answerer: str = ANSWERER,
 ) -> dict:
     prov: dict = {
         "prompt": C.seed_provenance(
             "hand-written template x seed material", source=f"data/seeds/tasks_{fam.name}.yaml",
             template=inst.reference.get("template"), instance=inst.id,
         ),
-        "candidates": C.role_provenance(ctx, "answerer", prompt, params, few_shot=few_shot),
+        "candidates": C.role_provenance(ctx, answerer, prompt, params, few_shot=few_shot),
     }
     verdicts: dict = {}
     critique_text = None
@@ -267,11 +263,11 @@ def _record(
     elif pick.chosen is not None:
         chosen = pick.samples[pick.chosen]
         verdicts["chosen"] = pick.verdicts[pick.chosen]
-        prov["chosen"] = {**C.role_provenance(ctx, "answerer", prompt, params, sample=pick.chosen), "from": "candidate"}
+        prov["chosen"] = {**C.role_provenance(ctx, answerer, prompt, params, sample=pick.chosen), "from": "candidate"}
     if original is not None:
         rejected = pick.samples[original]
         verdicts["rejected"] = pick.verdicts[original]
-        prov["rejected"] = {**C.role_provenance(ctx, "answerer", prompt, params, sample=original), "from": "candidate"}
+        prov["rejected"] = {**C.role_provenance(ctx, answerer, prompt, params, sample=original), "from": "candidate"}
     if chosen is None:
         failing = [v.check for v in pick.verdicts] + [r["check"] for r in rev_results]
         drop = f"verify:{Counter(failing).most_common(1)[0][0]}" if failing else "no_output"
@@ -307,15 +303,16 @@ def build(ctx: StageContext) -> None:
     """Write this stage's records to ``ctx.sink`` (see the module docstring)."""
     opts = task_options(ctx)
     fams = stage_families(ctx, opts)
-    trained = answerer_trained_on(ctx)
     pool = plan(ctx, opts, fams)
+    answerer_of = choose_answerers(ctx, opts, pool)
+    trained = {role: answerer_trained_on(ctx, role) for role in set(answerer_of.values()) | {ANSWERER}}
     quota = family_quota(ctx, opts, len(fams))
     counter = KeptCounter(list(iter_jsonl(ctx.sink.path)))
     for _, chunk, seed in ctx.chunks(pool, lambda item: [item[1].id]):
         keys = {inst.id for _, inst in chunk}
         full = {f.name for f, _ in chunk if counter.family_count(f.name, keys) >= quota}
         items = [(f, i) for f, i in chunk if f.name not in full]
-        records = run_chunk(ctx, opts, items, seed, fams, trained) if items else []
+        records = run_chunk(ctx, opts, items, seed, fams, trained, answerer_of) if items else []
         records += [_quota_record(ctx, f, i, quota) for f, i in chunk if f.name in full]
         for record in records:
             if ctx.sink.write(record):
@@ -342,7 +339,7 @@ __all__ = ["TaskStage", "build", "plan", "run_chunk"]
 
 class TaskStage(StageKind):
     name = "task"
-    roles = ("answerer", "critic", "reviser")
+    roles = ("answerer", "critic", "reviser", RIVAL)
     options_model = TaskOptions
     default_yield = 0.6
     #: rounds (`stages.rounds`): the stage model answers training instances zero-shot, the task
@@ -351,6 +348,10 @@ class TaskStage(StageKind):
 
     def build(self, ctx: StageContext) -> None:
         build(ctx)
+
+    def check(self, spec: StageSpec) -> None:
+        super().check(spec)
+        check_probe(spec.name, self.options(spec), spec.roles)  # type: ignore[arg-type]
 
     def round_first_pool(self, ctx: StageContext) -> list[tuple[TaskFamily, Instance]]:
         opts = task_options(ctx)
