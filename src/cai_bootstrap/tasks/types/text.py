@@ -171,10 +171,16 @@ class Translation(TaskTypeFamily):
 
     Passes when the output contains one of the listed translations as whole
     words (case, accents and punctuation ignored), does not also give the other
-    language's translation, is not just the English text again, and is short
-    (at most three times the reference length plus 8 words). Limits: only the
-    listed translations count (a valid synonym fails); extra wrong words around
-    a right translation pass while the output stays short.
+    language's translation, is not just the English text again, is short (at
+    most three times the reference length plus 8 words), adds no word beyond
+    the listed forms, the English source, determiners and a few framing words
+    ("In French, 'the bread' is 'le pain'." passes, "Mon premier lundi." does
+    not), and puts no other determiner before a bare listed noun whose bank
+    lists it with its article ("le clé" for la clé, "mi amigo" for el amigo).
+    Limits: only the listed translations count (a valid synonym fails).
+    Hand labels (``tests/fixtures/hand_labels_tasks_four_types.jsonl``) found
+    the last two checks missing: "Mon premier lundi." and "La semana de lunes
+    es un día de trabajo." passed for Monday, "le clé" for the key.
     """
 
     name = "translation"
@@ -212,16 +218,54 @@ class Translation(TaskTypeFamily):
         wrong_lang = [t for t in ref["other_language"] if checks.contains_phrase(output, t)]
         untranslated = checks.normalize(output) == checks.normalize(ref["source"])
         max_words = 3 * max(checks.word_count(t) for t in ref["targets"]) + 8
+        wrong_article = other_determiner(output, ref["targets"])
+        known = {w for t in ref["targets"] + [ref["source"]] for w in checks.tokens(t)} | DETERMINERS | FRAMING_WORDS
+        extra = [w for w in checks.tokens(output) if w not in known]
         return checks.verdict(self.name, [
             checks.check_nonempty(output),
             checks.check_leak(output),
             Result("untranslated", not untranslated, "repeats the English text"),
             Result("translation", bool(found), f"none of the accepted translations {ref['targets'][:3]} appear"),
             Result("wrong_language", not wrong_lang, f"also gives the other language's {wrong_lang[:1]}"),
+            Result("extra_words", not extra, f"words beside the translation: {extra[:3]}"),
+            Result("article", wrong_article is None, f"{wrong_article!r} is not one of the listed forms {ref['targets'][:3]}"),
             checks.check_length(output, 1, max_words),
             check_no_refusal(output),
             checks.check_repetition(output),
         ])
+
+
+#: French and Spanish articles, possessives and demonstratives (normalised: no accents).
+DETERMINERS = frozenset(
+    "le la les un une mon ma mes ton ta tes son sa ses du des ce cet cette ces notre votre leur "
+    "el los las unos unas mi mis tu tus su sus este esta estos estas nuestro nuestra".split()
+)
+
+
+#: Words that frame a translation ("In French, 'the bread' is 'le pain'.", "C'est lundi.", "Se dice lunes.").
+FRAMING_WORDS = frozenset(
+    "in french spanish francais espanol is it its the translation of means you say would be cest se dice es "
+    "word for en".split()
+)
+
+
+def other_determiner(output: str, targets: list[str]) -> str | None:
+    """The determiner + noun of ``output`` that puts a determiner before a bare listed noun
+    whose listed forms give it with another one ("le cle" where "la cle" is listed), else None.
+    A noun listed without any article form is left alone ("le lundi" for lundi)."""
+    toks = checks.tokens(output)
+    listed = {tuple(checks.normalize(t).split()) for t in targets}
+    for target in listed:
+        if len(target) != 1:
+            continue
+        noun = target[0]
+        with_article = {form for form in listed if len(form) == 2 and form[1] == noun and form[0] in DETERMINERS}
+        if not with_article:
+            continue
+        for i in checks.phrase_positions(toks, noun):
+            if i > 0 and toks[i - 1] in DETERMINERS and (toks[i - 1], noun) not in with_article:
+                return f"{toks[i - 1]} {noun}"
+    return None
 
 
 FAMILIES = [FactualQA(), Summarization(), Explanation(), Translation()]

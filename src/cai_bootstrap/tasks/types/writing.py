@@ -32,7 +32,9 @@ class CreativeWriting(TaskTypeFamily):
 
     Forms and their rules: ``poem4`` exactly 4 lines of 2-15 words that use the
     given word; ``haiku`` exactly 3 lines of 1-10 words (syllables are not
-    counted); ``title`` one line of 2-10 words without a final full stop;
+    counted); ``title`` one line of 2-10 words, not a sentence (a final full
+    stop only after Title Case: "The Dragon Who Fears Fire." passes, "A dragon
+    who is afraid of fire." does not; hand labels found the first failing);
     ``acrostic`` one line per letter, starting with those letters in order;
     ``story2`` exactly 2 sentences (12-80 words) naming the character. Every form
     must also use one of the subject's keywords and must not start with a label
@@ -98,7 +100,7 @@ class CreativeWriting(TaskTypeFamily):
             results += [
                 Result("line_count", len(lines) == 1, f"{len(lines)} lines, want a one-line title"),
                 Result("title_length", 2 <= checks.word_count(title) <= 10, f"{checks.word_count(title)} words, want 2-10"),
-                Result("title_form", not title.rstrip().endswith("."), "ends with a full stop (a sentence, not a title)"),
+                Result("title_form", title_form(title), "a sentence, not a title (a full stop after lower-case words)"),
             ]
         elif form == "acrostic":
             word = ref["acrostic"]
@@ -116,6 +118,15 @@ class CreativeWriting(TaskTypeFamily):
             ]
         results += [checks.check_topic(output, ref["keywords"] + [ref["word"]]), check_rambling(output)]
         return checks.verdict(self.name, results)
+
+
+def title_form(title: str) -> bool:
+    """A title, not a sentence: no final full stop, or every word of 4+ letters capitalised."""
+    text = title.strip().strip("\"'“”‘’").rstrip()
+    if not text.endswith("."):
+        return True
+    long_words = [w for w in re.findall(r"[A-Za-z']+", text) if len(w) >= 4]
+    return bool(long_words) and all(w[0].isupper() for w in long_words)
 
 
 def _initial(line: str) -> str:
