@@ -378,12 +378,17 @@ class TaskStage(StageKind):
         """As `run_chunk` samples: ``sampling.n`` answers a case; one critique (``critique_max_new_tokens``)
         of the cases ``revise_when`` picks (``unsolved``: about the cases that end unkept, 1 - yield; measured
         in runs/tasks-std3 stage 0, 103 critiqued of 400 cases kept 306, and runs/tasks-std6 stage 1, 613 of
-        1,040 kept 428; ``failing``: every case, an upper bound) and ``revise_n`` revisions of each."""
+        1,040 kept 428; ``failing``: every case, an upper bound) and ``revise_n`` revisions of each. The
+        answerer probe (`answerer_choice`: both models, ``answerer_probe`` cases a family, ``answerer_probe_samples``
+        each) is a fixed count, spread over the candidates (about ``examples / yield``) as the rival's share."""
         opts: TaskOptions = self.options(spec)  # type: ignore[assignment]
         tokens = self.plan_answer_tokens(spec)
         critiqued = {"failing": 1.0, "unsolved": 1.0 - expected_yield, "never": 0.0}[opts.revise_when]
+        families = len(spec.families) or 1
+        probe = 2 * families * opts.answerer_probe * opts.answerer_probe_samples if RIVAL in spec.roles else 0
         return {
             "answerer": (spec.sampling.n, tokens),
             "critic": (critiqued, opts.critique_max_new_tokens),
             "reviser": (critiqued * opts.revise_n, tokens),
+            RIVAL: (probe * expected_yield / max(1, spec.examples), tokens),
         }
