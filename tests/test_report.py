@@ -227,6 +227,11 @@ def build_run(root: Path, *, control: bool = True, safety: bool = True) -> Path:
     if control:
         metrics2["control"] = {"heldout": _score("control", {"implicit_format": (10, 5), "implicit_length": (10, 4)})}
     _write(s2 / "metrics.json", metrics2)
+    _write(s2 / "answerer_choice.json", {  # as stages/answerer_choice.py writes it
+        "answerer": "stage-1-explicit", "rival": "base:gemma-3-270m", "rule": "...",
+        "families": {"implicit_format": {"role": "rival_answerer", "model": "base:gemma-3-270m", "cases": 8,
+                                         "samples": 32, "passed": {"stage-1-explicit": 2, "base:gemma-3-270m": 7}}},
+    })
     _train_log(s2 / "train" / "attempt-0" / "train_log.jsonl", {"sft": 5})
     _train_log(s2 / "train" / "attempt-1" / "train_log.jsonl", {"sft": 9}, offset=0.3)
     # No data.jsonl, no eval rows: optional parts missing.
@@ -336,6 +341,8 @@ def test_tables_carry_the_fixture_numbers(rendered: tuple[Path, str, str]) -> No
         assert "90.0% (9/10)" in text  # per-family cell
         # the stage model's held-out failures counted by the check that failed them
         assert "failures by check" in text and "length 3, repetition 1" in text
+        # who answered the first data, and both models' probe passes
+        assert "answerer probe" in text and "2 of 32" in text and "7 of 32" in text
         # retained: stage-3 on stage-2's set 13/20
         assert "65.0%" in text
         # yield and reasons, also counted from data.jsonl-less metrics

@@ -19,6 +19,7 @@ from cai_bootstrap.report.tables import (
     Table,
     clip,
     cost_table,
+    answerer_table,
     family_table,
     knowledge_table,
     rounds_table,
@@ -226,6 +227,9 @@ def _stage(s: StageData) -> str:
         fam = family_table(s)
         if fam:
             parts.append("<h4>Held-out success per family</h4>" + html_table(fam))
+        answerers = answerer_table(s)
+        if answerers:
+            parts.append("<h4>Who answered the first data (answerer probe)</h4>" + html_table(answerers))
         rounds = rounds_table(s)
         if rounds:
             parts.append("<h4>Rounds of self-training</h4>" + html_table(rounds))

@@ -116,6 +116,8 @@ class StageData:
     #: XSTest per prompt type of the model before the stage and of the installed one
     #: (``{"before" | "after": {type: {n, string_refusal_rate, judge_refusal_rate}}}``, numbers or None).
     xstest_types: dict[str, dict] = field(default_factory=dict)
+    #: answerer_choice.json (task stages with an answerer probe): who answered each family's first data.
+    answerer_choice: dict | None = None
     #: Problems met while reading this stage (shown in the report, never raised).
     problems: list[str] = field(default_factory=list)
 
@@ -349,6 +351,7 @@ def load_stage(run_dir: Path, spec: dict) -> StageData:
         control=Score.parse(_dict(m.get("control")).get("heldout"), "control"),
         retained={str(k): s for k, v in _dict(m.get("retained")).items() if (s := Score.parse(v, name)) is not None},
         data=_load_data_yield(m.get("data")),
+        answerer_choice=_read_json_optional(stage_dir / "answerer_choice.json", problems),
         problems=problems,
     )
     selected = _num(m.get("selected_attempt"))

@@ -18,6 +18,7 @@ from cai_bootstrap.report.tables import (
     Table,
     clip,
     cost_table,
+    answerer_table,
     family_table,
     knowledge_table,
     rounds_table,
@@ -120,6 +121,9 @@ def _stage(s: StageData) -> list[str]:
     fam = family_table(s)
     if fam:
         out += ["#### Held-out success per family", "", md_table(fam), ""]
+    answerers = answerer_table(s)
+    if answerers:
+        out += ["#### Who answered the first data (answerer probe)", "", md_table(answerers), ""]
     rounds = rounds_table(s)
     if rounds:
         out += ["#### Rounds of self-training", "", md_table(rounds), ""]

@@ -172,6 +172,24 @@ def failures_text(failures: dict[str, int], top: int = 4) -> str:
     return ", ".join(parts + ([f"{rest} other"] if rest else [])) or "–"
 
 
+def answerer_table(s: StageData) -> Table | None:
+    """Who answered each family's first data, and the probe's passing samples of both models
+    (`stages.answerer_choice`): the curriculum's question asked per family."""
+    choice = s.answerer_choice or {}
+    families = choice.get("families")
+    if not isinstance(families, dict) or not families:
+        return None
+    answerer, rival = str(choice.get("answerer", "answerer")), str(choice.get("rival", "rival"))
+    rows: list[list[str | Cell]] = []
+    for fam, row in families.items():
+        passed = row.get("passed") or {}
+        total = row.get("samples")
+        rows.append([fam, str(row.get("model", "?")),
+                     *(f"{passed.get(who, '?')} of {total}" for who in (answerer, rival))])
+    return Table(["Family", "First data answered by", f"Probe: {answerer}", f"Probe: {rival}"], rows,
+                 text_columns={0, 1})
+
+
 def rounds_table(s: StageData) -> Table | None:
     """Per attempt of a stage with self-training rounds: who wrote the new data, how much of it
     passed, and the model's held-out (with a 95% interval) and validation success."""
