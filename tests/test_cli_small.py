@@ -96,3 +96,13 @@ def test_plan_of_a_run_counts_its_stage_overrides(tmp_path):
     out = create_run(settings, tmp_path / "r")
     assert planned_examples(str(out)) == "77"
     assert planned_examples(str(out), "--preset", "quick") != "77"  # another preset: the curriculum as shipped
+
+
+def test_plan_warns_that_a_cpu_without_bf16_runs_slower_than_the_built_in_profile(monkeypatch):
+    import cai_bootstrap.models.loading as loading
+
+    for supported, warned in ((False, True), (True, False)):
+        monkeypatch.setattr(loading, "cpu_supports_bf16", lambda supported=supported: supported)
+        res = runner.invoke(app, ["plan", "-p", "quick", "--hardware", "cpu"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0, res.output
+        assert ("no bf16" in res.output) is warned

@@ -137,6 +137,15 @@ def plan(
         fail(str(exc))
     console.print(plan_table(rows, title=f"plan: {curriculum} / {preset} / {hardware}"))
     console.print(f"rates: {rates}")
+    if hardware == "cpu" and not bench_file:
+        from cai_bootstrap.models.loading import cpu_supports_bf16
+
+        if not cpu_supports_bf16():
+            # measured: runs/tasks-std12 trained at 66 tokens/s on an AVX2-only CPU, runs/tasks-std3 at 376 on
+            # the bf16 CPU of the built-in profile; first data 835-930 s against 343 s (docs/results.md)
+            console.print("[yellow]this CPU has no bf16 (the model runs in fp32): the built-in cpu profile is a bf16 "
+                          "CPU, so these times are 2-6x short here; `cai-bootstrap bench --quick` measures this "
+                          "machine and plan then uses it[/yellow]")
 
 
 def _detected_hardware() -> str:
