@@ -2,10 +2,10 @@
 
 Why: a stage model is not a better answerer for every family than the base model. The `tasks`
 stage-0 factual-QA expert, trained on answer-only records, ends its answers after a line: asked
-for code (2-shot, 10 training instances x 2 samples, `benchmarks/answerer_samples.py`) it wrote
-"```python" and stopped in all 20 samples (0 pass; the base model 4 of 20), asked for a poem it
-wrote one line (0 of 20; base 5 of 20). So which model makes a family's data is measured, not
-assumed: the question the curriculum asks ("can each stage's model make its successor's data?")
+for code (2-shot, 10 training instances x 2 samples, `benchmarks/answerer_samples.py`) it passed
+none of 20 samples, 9 of them "```python" and then the end of text (the base model passed 4);
+creative writing 0 of 20, poems of one or two lines (base 5). So which model makes a family's
+data is measured, not assumed: the question the curriculum asks ("can each stage's model make its successor's data?")
 is answered per family, in ``answerer_choice.json``.
 
 With ``options.answerer_probe: K`` and ``roles.rival_answerer`` (e.g. ``base``), before the
