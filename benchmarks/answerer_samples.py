@@ -5,8 +5,8 @@
 
 Each family's first N training instances (seed 0) are prompted few-shot with 2 of the family's
 demos (chosen by ``random.Random(instance id)``), as a `task` stage prompts a model for a family
-it was not trained on; 4 samples each (or the fourth argument) at temperature 0.8, top-k 40, the family's token cap. Every
-sample and its verdict goes to ``runs/diag/stage2_<families>.jsonl`` and the verdict counts per
+it was not trained on; 4 samples each (or the fourth argument) at temperature 0.8, top-k 40, the
+family's token cap. Every sample and its verdict goes to ``runs/diag/stage2_<families>.jsonl`` and the verdict counts per
 family are printed. This made the outputs of ``tests/fixtures/hand_labels_tasks_stage2.jsonl``.
 """
 

@@ -202,13 +202,12 @@ def run_chunk(
     rev_params = ctx.sampling(seed=derive_seed(seed, "reviser"), n=opts.revise_n, top_k=opts.top_k)
     rev_prompts: dict[int, str] = {}
     rev_out: dict[int, list[str]] = {}
-    for k in rev_ks:
-        inst = items[k][1]
-        rev_prompts[k] = reviser_prompt(demos_of[k], inst.instruction, picks[k].samples[originals[k]], critiques[k][0] or "")
-    rev_params_of: dict[int, SamplingParams] = {}
     rev_by_cap: dict[int, list[int]] = {}
     for k in rev_ks:
-        rev_by_cap.setdefault(token_cap(ctx.spec, items[k][0]), []).append(k)
+        fam, inst = items[k]
+        rev_prompts[k] = reviser_prompt(demos_of[k], inst.instruction, picks[k].samples[originals[k]], critiques[k][0] or "")
+        rev_by_cap.setdefault(token_cap(ctx.spec, fam), []).append(k)
+    rev_params_of: dict[int, SamplingParams] = {}
     for cap, idx in sorted(rev_by_cap.items()):
         params = rev_params.model_copy(update={"max_new_tokens": cap, "seed": derive_seed(seed, "reviser", cap)})
         for k, out in zip(idx, _generate(ctx, "reviser", [rev_prompts[k] for k in idx], params)):
