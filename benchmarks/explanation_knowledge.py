@@ -9,8 +9,8 @@ base model continues plain prose instead: three hand-written explanations ("Expl
 ice floats on water: ..."), then "Explanation of {subject}:", sampled 8 times at temperature 0.8
 (64 new tokens, up to the blank line). A subject is *known* when a sample names a word of every
 key-term group (the verifier's ``key_terms`` check alone: no instruction is followed here) and
-*majority-known* when half of them do. The held-out subjects and the first N training subjects
-are probed; every sample goes to ``runs/diag/explanation_knowledge.jsonl``. Held-out rows of
+*majority-known* when half of them do. The held-out subjects and the first 15 training subjects a stage
+plans are probed; every sample goes to ``runs/diag/explanation_knowledge.jsonl``. Held-out rows of
 the files given (``id``, ``passed``) are then split by the subject's probe.
 """
 
@@ -46,12 +46,14 @@ def prompt(subject: str) -> str:
 def main() -> None:
     model, heldout_files = sys.argv[1], sys.argv[2:]
     family = get_family("explanation")
-    subjects = {}
-    for split, n in (("heldout", 30), ("train", 2 * TRAIN_SUBJECTS)):
-        for inst in family.instances(split, n, 0):
-            subjects.setdefault(inst.reference["subject"], (split, inst.reference["terms"]))
-    subjects = {s: v for s, v in subjects.items() if v[0] == "heldout"} | dict(
-        list({s: v for s, v in subjects.items() if v[0] == "train"}.items())[:TRAIN_SUBJECTS])
+    heldout = family.instances("heldout", len(family.items("heldout")) * len(family.templates("heldout")), 0)
+    subject_of = {i.id: i.reference["subject"] for i in heldout}
+    # subject -> (split, key-term groups): every held-out subject, then the first training subjects a
+    # stage plans (seed 0), two instances a subject drawn to find them
+    subjects = {i.reference["subject"]: ("heldout", i.reference["terms"]) for i in heldout}
+    train = {i.reference["subject"]: ("train", i.reference["terms"])
+             for i in family.instances("train", 2 * TRAIN_SUBJECTS, 0)}
+    subjects |= dict(list(train.items())[:TRAIN_SUBJECTS])
     engine = TransformersEngine.from_ref(model)
     params = SamplingParams(max_new_tokens=64, temperature=0.8, top_k=40, n=SAMPLES, seed=0, stop=["\n\n"])
     names = list(subjects)
@@ -72,11 +74,10 @@ def main() -> None:
               f"majority-known {sum(2 * h >= SAMPLES for h in got)}; hits per subject {sorted(got)}")
     for path in heldout_files:
         rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-        by_subject = {i.id: i.reference["subject"] for i in family.instances("heldout", 30, 0)}
         groups: dict[str, list[bool]] = defaultdict(list)
         for row in rows:
-            if row.get("family") == "explanation" and row["id"] in by_subject:
-                h = hits[by_subject[row["id"]]]
+            if row["id"] in subject_of:
+                h = hits[subject_of[row["id"]]]
                 groups["majority-known" if 2 * h >= SAMPLES else "known" if h else "unknown"].append(row["passed"])
         print(path, {g: f"{sum(v)}/{len(v)}" for g, v in sorted(groups.items())})
 
