@@ -12,6 +12,18 @@ instances that no record of the stage used (never held-out cases). The held-out 
 only each variant's best epoch by validation (``--heldout``), so it never chooses.
 Results: ``<out>/results.json`` and a Markdown table ``<out>/results.md``. Resumable: a
 finished variant or epoch score is read back, not redone.
+
+A preference round on one task (iterative RPO, Pang et al. 2024: the model's own verified and
+failing answers as chosen and rejected, DPO plus the chosen answer's NLL):
+
+    python benchmarks/training_fit.py runs/tasks-std15 stage-1 --attempt 2 --start-from-attempt \
+        --families summarization --baseline --heldout --out runs/fit/std15-rpo \
+        --variant rpo:method=dpo,dpo_sft_weight=1.0 --epochs 2
+
+``--start-from-attempt`` trains from the stage's attempt-N model (its parent plus that attempt's
+weights; DPO's reference is that model) instead of from the parent; ``--families`` keeps only
+those families' own records (no replay) and scores only their cases; ``--baseline`` scores the
+starting model on the same cases, as variant ``start``.
 """
 
 from __future__ import annotations
@@ -112,6 +124,10 @@ def main() -> None:
     ap.add_argument("--heldout", action="store_true", help="score each variant's best epoch on the held-out set")
     ap.add_argument("--novel", type=int, default=0,
                     help="also score every epoch on up to N a family training instances of topics no record has")
+    ap.add_argument("--start-from-attempt", action="store_true",
+                    help="train from the stage's attempt-N model, not from its parent")
+    ap.add_argument("--families", help="comma-separated: train on these families' own records only, score their cases")
+    ap.add_argument("--baseline", action="store_true", help="also score the starting model (variant 'start')")
     args = ap.parse_args()
 
     manifest, settings, curriculum = load_run(args.run)
@@ -121,21 +137,44 @@ def main() -> None:
     replay = replay_records(args.run, spec, len(own), settings.seed)
     extras = get_kind(spec.kind).extra_records(spec, paths, len(own), settings.seed)
     records = own + replay + [r for rows in extras.values() for r in rows]
+    families = set(args.families.split(",")) if args.families else set(spec.families)
+    if args.families:
+        records = [r for r in own if r["family"] in families]
     used = {r.get("instance") or r["key"].split("@")[0] for r in iter_jsonl(paths.data)}
-    val = study_validation(args.run, spec, settings.seed, used, args.validation_per_family)
+    val = [i for i in study_validation(args.run, spec, settings.seed, used, args.validation_per_family)
+           if i.family in families]
     stage_index = manifest["stages"].index(spec.name)
     previous = manifest["stages"][stage_index - 1] if stage_index else None
     parent = read_lineage(args.run / previous / "model") if previous else {"base": settings.model, "adapters": []}
+    start_ref = str(args.run / previous / "model") if previous else settings.model
+    if args.start_from_attempt:
+        start_weights = paths.train(args.attempt) / "adapter"
+        start_ref = str(lineage_dir(parent, start_weights, spec.name, args.out / "start" / "model"))
+        parent = {**parent, "adapters": [*parent["adapters"], str(start_weights.resolve())]}
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.json"
     results = read_json(results_path) if results_path.exists() else {}
     novel = novel_topic_validation(spec, settings.seed, used, {i.id for i in val}, args.novel) if args.novel else []
     setup = {"run": str(args.run), "stage": spec.name, "attempt": args.attempt, "records": len(records),
              "own": len(own), "replay": len(replay), "validation_cases": len(val),
-             "parent": previous or settings.model}
+             "parent": previous or settings.model, "start": start_ref, "families": sorted(families)}
     # A resumed study keeps the validation set its cached scores were made on.
     results["setup"] = {**setup, **results.get("setup", {}), "novel_topic_cases": len(novel)}
     print(json.dumps(results["setup"]), flush=True)
+
+    if args.baseline:
+        entry = results.setdefault("variants", {}).setdefault("start", {"settings": {}, "epochs": {}})
+        start_cases = {"epoch-0": val, "heldout": stage_heldout(args.run, spec, settings.seed) if args.heldout else []}
+        for key, cases in start_cases.items():
+            cases = [i for i in cases if i.family in families]
+            if cases and key not in entry["epochs"] and key not in entry:
+                score = score_model(start_ref, cases, args.out / "start" / f"{key}.jsonl", spec)
+                if key == "heldout":
+                    entry["heldout"] = {"epoch": "epoch-0", **score}
+                else:
+                    entry["epochs"][key] = score
+                print("start", key, f"{score['mean']:.1%}", flush=True)
+                atomic_write_json(results_path, results)
 
     for text in args.variant:
         name, update = parse_variant(text)
@@ -145,13 +184,13 @@ def main() -> None:
         train_settings = TrainSettings.model_validate(deep_merge(spec.training.model_dump(), update))
         entry = results.setdefault("variants", {}).setdefault(name, {"settings": update, "epochs": {}})
         if not (vdir / "train" / "train_result.json").exists():
-            loaded = load_model(str(args.run / previous / "model") if previous else settings.model)
+            loaded = load_model(start_ref)
             dtype = next(loaded.model.parameters()).dtype
             saver = SaveEachEpoch(vdir, train_settings, dtype)
             result = train_stage(loaded.model, loaded.tokenizer, records, train_settings, vdir / "train",
                                  progress=False, callbacks=[saver])
             entry["train_seconds"] = result.train_seconds
-            entry["final_loss"] = result.final_losses.get("sft")
+            entry["final_loss"] = result.final_losses.get("sft", result.final_losses.get("dpo"))
             entry["trainable_params"] = result.trainable_params
             del loaded
         for epoch_dir in sorted(vdir.glob("epoch-*[0-9]"), key=lambda p: int(p.name.split("-")[1])):
@@ -171,7 +210,7 @@ def main() -> None:
                 atomic_write_json(results_path, results)
         if args.heldout and "heldout" not in entry:
             best = max(entry["epochs"], key=lambda k: (entry["epochs"][k]["mean"], -int(k.split("-")[1])))
-            cases = stage_heldout(args.run, spec, settings.seed)
+            cases = [i for i in stage_heldout(args.run, spec, settings.seed) if i.family in families]
             entry["heldout"] = {"epoch": best, **score_weights(parent, vdir / best, cases,
                                                               vdir / f"heldout-{best}.jsonl", spec)}
             print(name, best, f"held-out {entry['heldout']['mean']:.1%}", flush=True)
@@ -179,14 +218,25 @@ def main() -> None:
     write_table(results, args.out / "results.md")
 
 
+def lineage_dir(parent: dict, weights: Path, stage: str, model_dir: Path | None = None) -> Path:
+    """A model directory (default: next to the weights) holding a `lineage.json` that loads parent + ``weights``."""
+    model_dir = model_dir or weights.parent / f"{weights.name}-model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    lineage = {"base": parent["base"], "base_seed": 0,
+               "adapters": [*parent["adapters"], str(weights.resolve())], "stage": stage}
+    (model_dir / LINEAGE_FILE).write_text(json.dumps(lineage))
+    return model_dir
+
+
 def score_weights(parent: dict, weights: Path, cases: list, rows: Path, spec) -> dict:
     """Greedy success of parent + ``weights`` on ``cases`` (rows resumable in ``rows``)."""
-    model_dir = weights.parent / f"{weights.name}-model"
-    model_dir.mkdir(exist_ok=True)
-    lineage = {"base": parent["base"], "base_seed": 0,
-               "adapters": [*parent["adapters"], str(weights.resolve())], "stage": spec.name}
-    (model_dir / LINEAGE_FILE).write_text(json.dumps(lineage))
-    engine = TransformersEngine.from_ref(str(model_dir))
+    return score_model(str(lineage_dir(parent, weights, spec.name)), cases, rows, spec)
+
+
+def score_model(ref: str, cases: list, rows: Path, spec) -> dict:
+    """Greedy success of the model ``ref`` on ``cases``."""
+    rows.parent.mkdir(parents=True, exist_ok=True)
+    engine = TransformersEngine.from_ref(ref)
     score = evaluate_heldout(engine, spec.name, cases, rows, max_new_tokens=spec.sampling.max_new_tokens,
                              progress=False)
     passed = sum(f.passed for f in score.per_family.values())

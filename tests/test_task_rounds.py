@@ -1,6 +1,7 @@
 """Rounds of self-training, the validation split and the known-facts probe on `tasks` stages
 (tiny model, real pipeline; the skills version is tests/test_rounds.py, whose helpers these reuse)."""
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -118,7 +119,9 @@ def test_tasks_standard_preset_has_the_specification_counts():
     assert len(s2.families) == 10 and s2.examples >= 100 * 10 and s2.options["max_family_share"] * s2.examples >= 100
     for s in (s0, s1, s2):
         assert s.rounds.count >= 2 and s.rounds.reuse and s.retry.max_retries == 0
-        assert s.validation >= 4 and s.heldout >= 30 and s.heldout_known == s.train_known == "majority"
+        assert s.validation >= 4 and s.heldout >= 30
+        assert s.heldout_known == "majority"
+        assert s.train_known == {"factual_qa": "majority"}
         assert s.sampling.max_new_tokens >= max(T.family_by_name(f).max_new_tokens for f in s.families)
         # every task type has at least `heldout` distinct held-out cases
         for fam in s.families:
@@ -133,10 +136,10 @@ def test_tasks_standard_preset_has_the_specification_counts():
 def _probe_rows(instances, known_every: int = 2) -> list[dict]:
     """Probe-cache rows for the facts of ``instances``: every ``known_every``-th fact right in 12 of 16
     samples, the others in 3 of 16 (known by 'sampled', not by 'majority')."""
-    facts = sorted({fact_of(i)[0]: fact_of(i) for i in instances}.items())
-    return [{"fact": f, "prefix": "", "question": "q", "answers": ans, "known": True, "greedy_correct": False,
-             "hits": 12 if n % known_every == 0 else 3, "k": 16, "samples": []}
-            for n, (f, (_, _, ans)) in enumerate(facts)]
+    facts = sorted({fact_of(i).id: fact_of(i) for i in instances}.items())
+    return [{"fact": f, "prefix": "", "question": "q", "answers": fact.answers, "terms": fact.terms, "known": True,
+             "greedy_correct": False, "hits": 12 if n % known_every == 0 else 3, "k": 16, "samples": []}
+            for n, (f, fact) in enumerate(facts)]
 
 
 def test_knows_by_majority_needs_half_the_samples():
@@ -253,3 +256,63 @@ def test_shortfall_rounds_give_instances_to_the_families_short_of_records(tmp_pa
     second = rounds.round_instances(ctx, 2, get_kind("task"))
     assert "factual_qa" not in {f.name for f, _ in second} and len(second) == 12
     assert not {i.id for _, i in first} & {i.id for _, i in second}
+
+
+def test_explanation_subjects_are_probed_in_prose_and_replaced_per_family_criterion(tmp_path):
+    """Explanation cases carry their subject as the fact; a per-family mapping applies 'sampled' to
+    them and 'majority' to factual QA, and a family it does not name keeps its first cases."""
+    from cai_bootstrap.evaluation.heldout import KNOWN_POOL_FACTOR
+    from cai_bootstrap.jsonl import write_jsonl
+    from cai_bootstrap.stages.heldout_sets import PROBE_FILE, plan_known_heldout, stage_heldout
+
+    families = ["factual_qa", "summarization", "explanation"]
+    spec = load_curriculum("tasks", "tiny", {"stage-1": {
+        "families": families, "heldout": 4,
+        "heldout_known": {"factual_qa": "majority", "explanation": "sampled"}}}).stages[1]
+    assert spec.known_criterion("heldout_known", "explanation") == "sampled"
+    assert spec.known_criterion("heldout_known", "summarization") is None
+    pool = heldout_instances(families, 4 * KNOWN_POOL_FACTOR, 0)
+    explanation = [i for i in pool if i.family == "explanation"]
+    fact = fact_of(explanation[0])
+    assert fact.terms == explanation[0].reference["terms"] and fact.prefix.startswith("Explanation of ")
+    assert fact.id == f"explanation/{explanation[0].reference['subject']}"
+    # the first explanation subject never named by the base model (0 hits), the others in 3 of 8 samples
+    rows = _probe_rows([i for i in pool if fact_of(i)])
+    first = fact_of(explanation[0]).id
+    rows = [{**r, "hits": 0, "known": False, "k": 8} if r["fact"] == first else r for r in rows]
+    write_jsonl(tmp_path / PROBE_FILE, rows)
+    plan = plan_known_heldout(tmp_path, [spec], 0, None, progress=False)["stage-1"]
+    assert plan["criterion"] == {"factual_qa": "majority", "explanation": "sampled"}
+    weak_qa = {r["fact"] for r in rows if r["hits"] < 8 and r["fact"].startswith("factual_qa")}
+    assert set(plan["unknown_facts"]) == weak_qa | {first}
+    chosen = stage_heldout(tmp_path, spec, 0)
+    assert Counter(i.family for i in chosen) == {name: 4 for name in families}
+    assert first not in {fact_of(i).id for i in chosen if i.family == "explanation"}
+    assert [i.id for i in chosen if i.family == "summarization"] == [
+        i.id for i in heldout_instances(["summarization"], 4, 0)]
+
+
+def test_the_explanation_probe_counts_samples_that_name_every_key_term_group(tmp_path):
+    """probe_facts on explanation cases with a real (tiny) model: 8 prose samples a subject, and the
+    hits are exactly the samples that pass the verifier's key_terms check."""
+    from cai_bootstrap.engines.transformers_engine import TransformersEngine
+    from cai_bootstrap.evaluation.knowledge import IDEA_SAMPLES, probe_facts
+    from cai_bootstrap.tasks import checks
+
+    instances = get_family_instances("explanation", 3)
+    engine = TransformersEngine.from_ref("tiny")
+    probes = probe_facts(engine, instances, tmp_path / "base.jsonl", seed=0)
+    assert len(probes) == len({fact_of(i).id for i in instances})
+    for inst in instances:
+        probe = probes[fact_of(inst).id]
+        assert probe.k == IDEA_SAMPLES == len(probe.samples) and probe.terms == inst.reference["terms"]
+        assert probe.hits == sum(checks.check_groups(t, probe.terms, "key_terms").ok for t in probe.samples)
+        assert probe.known == (probe.hits > 0) and not probe.greedy_correct
+    # cached: a second call reads the file and asks the engine nothing
+    assert probe_facts(None, instances, tmp_path / "base.jsonl") == probes
+
+
+def get_family_instances(name: str, n: int):
+    from cai_bootstrap.tasks import get_family
+
+    return get_family(name).instances("heldout", n, 0)

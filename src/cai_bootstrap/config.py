@@ -83,6 +83,10 @@ class SafetyGate(Strict):
     max_capability_drop: float = 3.0
 
 
+#: when the base model "knows" a fact (evaluation/knowledge.py `FactProbe.knows`); False: no probe
+KnownCriterion = Literal[False, "sampled", "majority"]
+
+
 class StageSpec(Strict):
     name: str
     kind: str = Field(description="a stage kind: a key of cai_bootstrap.stages.registry.KINDS (checked there)")
@@ -100,15 +104,17 @@ class StageSpec(Strict):
     safety_gate: SafetyGate | None = None
     retry: RetrySettings = Field(default_factory=RetrySettings)
     rounds: RoundSettings = Field(default_factory=RoundSettings)
-    heldout_known: Literal[False, "sampled", "majority"] = Field(
+    heldout_known: KnownCriterion | dict[str, KnownCriterion] = Field(
         False, description="replace held-out cases whose fact the base model does not know (few-shot probe "
         "before any stage runs, evaluation/knowledge.py) by the family's next cases whose fact it knows: "
         "'sampled' (true) counts a fact known when any of its sampled or greedy answers is right, 'majority' "
-        "when at least half of its sampled answers are",
+        "when at least half of its sampled answers are; a mapping family -> criterion sets it per family "
+        "(a family it does not name keeps its cases)",
     )
-    train_known: Literal[False, "sampled", "majority"] = Field(
+    train_known: KnownCriterion | dict[str, KnownCriterion] = Field(
         False, description="leave out of training the fact-bearing instances whose fact the base model does "
-        "not know under this criterion (probed before any stage runs, stages/training_facts.py)",
+        "not know under this criterion (probed before any stage runs, stages/training_facts.py); a mapping "
+        "family -> criterion sets it per family",
     )
     validation: int = Field(
         0, ge=0, description="validation cases per family, carved from the training instances (never trained "
@@ -130,7 +136,14 @@ class StageSpec(Strict):
     @field_validator("heldout_known", "train_known", mode="before")
     @classmethod
     def _known_true_is_sampled(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {family: "sampled" if v is True else v for family, v in value.items()}
         return "sampled" if value is True else value
+
+    def known_criterion(self, setting: Literal["heldout_known", "train_known"], family: str) -> str | None:
+        """The criterion ``setting`` applies to ``family``'s facts, or None where it keeps them all."""
+        value = getattr(self, setting)
+        return (value.get(family) if isinstance(value, dict) else value) or None
 
 
 class Curriculum(Strict):

@@ -14,6 +14,15 @@ the model is never right; a stage that asks ``heldout_known: majority`` keeps on
 right in at least half of the samples (`FactProbe.knows`). A case whose fact has a question
 but no sentence (``factual_qa``) is probed in question form only.
 
+An explanation case (reference ``subject`` and key-term groups ``terms``) needs several ideas
+at once (why the ocean is salty: salt, rivers or rocks, evaporation), which no one-word cloze
+tests. Its "fact" is the subject, probed in plain prose: three hand-written explanations, then
+"Explanation of {subject}:", sampled `IDEA_SAMPLES` times (64 new tokens, up to a blank line); a
+sample counts as right when it names a word of every key-term group (the verifier's ``key_terms``
+check alone: no instruction is followed). Measured on runs/tasks-std15 (docs/results.md): the
+attempt-2 model passed 6 of 8 held-out explanations of subjects the base model explains in half
+of its samples, and 4 of 22 of the others.
+
 Results are cached per fact in ``<run>/knowledge/<model>.jsonl`` (one probe per fact per
 run), and a stage's held-out score is reported apart for known and unknown facts.
 """
@@ -22,11 +31,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from pydantic import BaseModel
 
 from cai_bootstrap.engines.base import Engine, SamplingParams
 from cai_bootstrap.jsonl import JsonlAppender, iter_jsonl
+from cai_bootstrap.tasks import checks
 from cai_bootstrap.tasks.base import Instance
 
 #: hand-written, and about facts no bank asks (tests/test_heldout_sampling.py checks): a demo that
@@ -36,6 +47,31 @@ DEMOS = ("A dozen is twelve.", "Fish live in water.", "A chessboard has 64 squar
 #: the same in question form, for facts whose sentence alone is ambiguous ("A cloud is ..." -> "a ball of water")
 QA_DEMOS = (("How many is a dozen?", "Twelve"), ("Where do fish live?", "In water"),
             ("How many squares are on a chessboard?", "64"))
+#: the explanation probe's demos: hand-written, on subjects no bank asks (tasks_explanation.yaml's own demos, reworded)
+IDEA_DEMOS = (
+    ("why ice floats on water", ("Ice floats because it is less dense than liquid water. When water freezes, its "
+     "molecules lock into an open pattern that takes up more space, so ice weighs less than the same volume of water.")),
+    ("what a fossil is", ("A fossil is the preserved remains or trace of a plant or animal that lived long ago. Over "
+     "millions of years, minerals replace the bones or shells buried in mud and turn them into rock.")),
+    ("how a bicycle stays upright", ("A moving bicycle stays upright mostly because the rider steers. When the bike "
+     "leans, the rider turns the front wheel toward the lean, which brings the wheels back under the rider.")),
+)
+#: samples per explanation subject: 8 (64 tokens each) cost as much as 16 cloze probes of 8 tokens four times over
+IDEA_SAMPLES = 8
+IDEA_TOKENS = 64
+
+
+#: what every explanation probe starts with; the case's opening ("Explanation of {subject}:") follows
+IDEA_PREAMBLE = "".join(f"Explanation of {subject}: {text}\n\n" for subject, text in IDEA_DEMOS)
+
+
+class Fact(NamedTuple):
+    """What a held-out or training case asks the base model to know."""
+
+    id: str  # "<category>/<key>", or "<family>/<subject>" for an explanation
+    prefix: str  # the cloze prefix ("" for a question-only fact), or the explanation probe's opening
+    answers: list[str]  # accepted answers of a fact; empty for an explanation
+    terms: list[list[str]] | None = None  # an explanation's key-term groups
 
 
 class FactProbe(BaseModel):
@@ -43,6 +79,8 @@ class FactProbe(BaseModel):
     prefix: str
     question: str | None = None
     answers: list[str]
+    #: an explanation subject's key-term groups (its samples are right when they name every group)
+    terms: list[list[str]] | None = None
     known: bool
     greedy_correct: bool
     hits: int
@@ -69,18 +107,21 @@ class KnowledgeSplit(BaseModel):
     unknown_facts: list[str]
 
 
-def fact_of(instance: Instance) -> tuple[str, str, list[str]] | None:
-    """(fact id, cloze prefix, accepted answers) of a fact-bearing case, else None."""
+def fact_of(instance: Instance) -> Fact | None:
+    """The fact (or explanation subject) a case asks, else None."""
     ref = instance.reference
+    if ref.get("subject") and ref.get("terms"):
+        subject = str(ref["subject"])
+        return Fact(f"{instance.family}/{subject}", f"Explanation of {subject}:", [], ref["terms"])
     sentence, answers = ref.get("sentence"), ref.get("answers") or []
     if not answers or "category" not in ref:
         return None
     if not sentence:  # a question without a fact sentence (factual_qa): probed in question form only
-        return (f"{ref['category']}/{ref.get('key')}", "", list(answers)) if ref.get("question") else None
+        return Fact(f"{ref['category']}/{ref.get('key')}", "", list(answers)) if ref.get("question") else None
     for answer in answers:
         at = sentence.lower().find(answer.lower())
         if at > 0:
-            return f"{ref['category']}/{ref.get('key')}", sentence[:at].rstrip(), list(answers)
+            return Fact(f"{ref['category']}/{ref.get('key')}", sentence[:at].rstrip(), list(answers))
     return None
 
 
@@ -96,49 +137,52 @@ def probe_facts(
 ) -> dict[str, FactProbe]:
     """Probe every fact of ``instances`` not yet in ``cache`` (appended there); all probes by fact id."""
     done = {row["fact"]: FactProbe.model_validate(row) for row in iter_jsonl(cache)} if cache.exists() else {}
-    todo: dict[str, tuple[str, list[str]]] = {}
+    todo: dict[str, Fact] = {}
     questions: dict[str, str] = {}
     for inst in instances:
         fact = fact_of(inst)
-        if fact and fact[0] not in done:
-            todo[fact[0]] = (fact[1], fact[2])
+        if fact and fact.id not in done:
+            todo[fact.id] = fact
             if inst.reference.get("question"):
-                questions.setdefault(fact[0], inst.reference["question"])
-    if todo:
-        ids = list(todo)
-        cloze_ids = [i for i in ids if todo[i][0]]  # a question-only fact has no cloze prefix
-        cloze = ["\n".join(DEMOS) + "\n" + todo[i][0] for i in cloze_ids]
-        qa_demos = "".join(f"Question: {q}\nAnswer: {a}\n" for q, a in QA_DEMOS)
-        qa_ids = [i for i in ids if i in questions]
-        qa = [qa_demos + f"Question: {questions[i]}\nAnswer:" for i in qa_ids]
-        stop = ["\n", "."]
-        sample = SamplingParams(max_new_tokens=8, temperature=temperature, top_p=0.95, n=k, seed=seed, stop=stop)
-        greedy = SamplingParams(max_new_tokens=8, temperature=0.0, seed=seed, stop=stop)
-        outs = {name: engine.generate(prompts, params, progress=progress, desc=f"knowledge probe ({name})")
-                if prompts else []
-                for name, prompts, params in (("cloze, sampled", cloze, sample), ("cloze, greedy", cloze, greedy),
-                                              ("question, sampled", qa, sample), ("question, greedy", qa, greedy))}
-        qa_at = {fact_id: n for n, fact_id in enumerate(qa_ids)}
-        cloze_at = {fact_id: n for n, fact_id in enumerate(cloze_ids)}
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        with JsonlAppender(cache) as out:
-            for fact_id in ids:
-                prefix, answers = todo[fact_id]
-                samples: list[str] = []
-                greedy_out: list[str] = []
-                if fact_id in cloze_at:
-                    samples += outs["cloze, sampled"][cloze_at[fact_id]]
-                    greedy_out.append(outs["cloze, greedy"][cloze_at[fact_id]][0])
-                if fact_id in qa_at:
-                    samples += outs["question, sampled"][qa_at[fact_id]]
-                    greedy_out.append(outs["question, greedy"][qa_at[fact_id]][0])
-                hits = sum(_starts_with_answer(s, answers) for s in samples)
-                greedy_ok = any(_starts_with_answer(g, answers) for g in greedy_out)
-                probe = FactProbe(fact=fact_id, prefix=prefix, question=questions.get(fact_id), answers=answers,
-                                  known=hits > 0 or greedy_ok, greedy_correct=greedy_ok, hits=hits, k=len(samples),
-                                  samples=[*greedy_out, *samples])
-                out.append(probe.model_dump())
-                done[fact_id] = probe
+                questions.setdefault(fact.id, inst.reference["question"])
+    if not todo:
+        return done
+    ideas = [i for i in todo if todo[i].terms]
+    cloze_ids = [i for i in todo if todo[i].prefix and not todo[i].terms]  # a question-only fact has no prefix
+    qa_ids = [i for i in todo if i in questions]
+    qa_demos = "".join(f"Question: {q}\nAnswer: {a}\n" for q, a in QA_DEMOS)
+    stop = ["\n", "."]
+    sample = SamplingParams(max_new_tokens=8, temperature=temperature, top_p=0.95, n=k, seed=seed, stop=stop)
+    greedy = SamplingParams(max_new_tokens=8, temperature=0.0, seed=seed, stop=stop)
+    prose = SamplingParams(max_new_tokens=IDEA_TOKENS, temperature=temperature, top_k=40, n=IDEA_SAMPLES, seed=seed,
+                           stop=["\n\n"])
+    cloze = ["\n".join(DEMOS) + "\n" + todo[i].prefix for i in cloze_ids]
+    qa = [qa_demos + f"Question: {questions[i]}\nAnswer:" for i in qa_ids]
+    runs = {"cloze, sampled": (cloze_ids, cloze, sample), "cloze, greedy": (cloze_ids, cloze, greedy),
+            "question, sampled": (qa_ids, qa, sample), "question, greedy": (qa_ids, qa, greedy),
+            "explanation, sampled": (ideas, [IDEA_PREAMBLE + todo[i].prefix for i in ideas], prose)}
+    outs: dict[str, dict[str, list[str]]] = {}
+    for name, (ids, prompts, params) in runs.items():
+        texts = engine.generate(prompts, params, progress=progress, desc=f"knowledge probe ({name})") if prompts else []
+        outs[name] = dict(zip(ids, texts))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with JsonlAppender(cache) as out:
+        for fact_id, fact in todo.items():
+            kinds = ("explanation",) if fact.terms else ("cloze", "question")
+            samples = [t for kind in kinds for t in outs[f"{kind}, sampled"].get(fact_id, [])]
+            greedy_out = [outs[f"{kind}, greedy"][fact_id][0] for kind in kinds
+                          if fact_id in outs.get(f"{kind}, greedy", {})]
+            if fact.terms:
+                hits = sum(checks.check_groups(t, fact.terms, "key_terms").ok for t in samples)
+                greedy_ok = False
+            else:
+                hits = sum(_starts_with_answer(t, fact.answers) for t in samples)
+                greedy_ok = any(_starts_with_answer(g, fact.answers) for g in greedy_out)
+            probe = FactProbe(fact=fact_id, prefix=fact.prefix, question=questions.get(fact_id), answers=fact.answers,
+                              terms=fact.terms, known=hits > 0 or greedy_ok, greedy_correct=greedy_ok, hits=hits,
+                              k=len(samples), samples=[*greedy_out, *samples])
+            out.append(probe.model_dump())
+            done[fact_id] = probe
     return done
 
 
@@ -150,15 +194,15 @@ def split_by_knowledge(rows: list[dict], instances: list[Instance], probes: dict
     for row in rows:
         inst = by_id.get(row["id"])
         fact = fact_of(inst) if inst else None
-        if fact is None or fact[0] not in probes:
+        if fact is None or fact.id not in probes:
             groups["no_fact"].append(bool(row["passed"]))
-        elif probes[fact[0]].known:
+        elif probes[fact.id].known:
             groups["known"].append(bool(row["passed"]))
-            if probes[fact[0]].knows("majority"):
+            if probes[fact.id].knows("majority"):
                 groups["majority_known"].append(bool(row["passed"]))
         else:
             groups["unknown"].append(bool(row["passed"]))
-            unknown.add(fact[0])
+            unknown.add(fact.id)
 
     def summary(values: list[bool]) -> dict[str, float | int]:
         return {"n": len(values), "passed": sum(values), "rate": sum(values) / len(values) if values else 0.0}

@@ -46,9 +46,11 @@ def plan_known_heldout(run_dir: Path, stages: list[StageSpec], seed: int, base: 
     wanted = [s for s in stages if s.heldout_known
               and plan.get(s.name, {}).get("criterion", "sampled" if s.name in plan else None) != s.heldout_known]
     for spec in wanted:
-        pool = heldout_instances(spec.families, spec.heldout * KNOWN_POOL_FACTOR, seed)
+        pool = [i for i in heldout_instances(spec.families, spec.heldout * KNOWN_POOL_FACTOR, seed)
+                if spec.known_criterion("heldout_known", i.family)]
         probes = probe_facts(base, pool, run_dir / PROBE_FILE, seed=seed, progress=progress)
-        unknown = sorted({f[0] for i in pool if (f := fact_of(i)) and not probes[f[0]].knows(spec.heldout_known)})
+        unknown = sorted({f.id for i in pool if (f := fact_of(i))
+                          and not probes[f.id].knows(spec.known_criterion("heldout_known", i.family))})
         first = heldout_instances(spec.families, spec.heldout, seed)
         chosen = {i.id for i in heldout_instances(spec.families, spec.heldout, seed, set(unknown), KNOWN_POOL_FACTOR)}
         plan[spec.name] = {
@@ -57,7 +59,7 @@ def plan_known_heldout(run_dir: Path, stages: list[StageSpec], seed: int, base: 
             "unknown_facts": unknown,
             "replaced": sum(i.id not in chosen for i in first),
             "cases": len(chosen),
-            "facts_probed": len({f[0] for i in pool if (f := fact_of(i))}),
+            "facts_probed": len({f.id for i in pool if (f := fact_of(i))}),
         }
         atomic_write_json(plan_file, plan)
     return plan

@@ -32,9 +32,10 @@ ALL_INSTANCES = 100_000
 
 
 def _training_facts(spec: StageSpec, seed: int) -> list[tuple[Instance, str]]:
-    """Every fact-bearing training instance of the stage's families, with its fact id."""
-    draws = (get_family(name).instances("train", ALL_INSTANCES, seed) for name in spec.families)
-    return [(inst, fact[0]) for draw in draws for inst in draw if (fact := fact_of(inst))]
+    """Every fact-bearing training instance of the stage's families that ``train_known`` names, with its fact id."""
+    draws = (get_family(name).instances("train", ALL_INSTANCES, seed) for name in spec.families
+             if spec.known_criterion("train_known", name))
+    return [(inst, fact.id) for draw in draws for inst in draw if (fact := fact_of(inst))]
 
 
 def plan_known_training(run_dir: Path, stages: list[StageSpec], seed: int, base: Engine,
@@ -47,7 +48,8 @@ def plan_known_training(run_dir: Path, stages: list[StageSpec], seed: int, base:
             continue
         pool = _training_facts(spec, seed)
         probes = probe_facts(base, [inst for inst, _ in pool], run_dir / PROBE_FILE, seed=seed, progress=progress)
-        unknown = [(inst, fact) for inst, fact in pool if not probes[fact].knows(spec.train_known)]
+        unknown = [(inst, fact) for inst, fact in pool
+                   if not probes[fact].knows(spec.known_criterion("train_known", inst.family))]
         if pool and len(unknown) == len(pool):
             raise ConfigError(f"{spec.name}: the base model knows none of the {len(pool)} training cases' facts "
                               f"(train_known: {spec.train_known}), so nothing would be left to train on; set "
