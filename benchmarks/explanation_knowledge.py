@@ -37,10 +37,10 @@ def main() -> None:
     train = train[:TRAIN_SUBJECTS]
     probes = probe_facts(TransformersEngine.from_ref(model), heldout + train, CACHE, seed=0, progress=True)
     for split, instances in (("heldout", heldout), ("train", train)):
-        hits = [probes[fid].hits for fid in dict.fromkeys(fact_of(i).id for i in instances)]
-        print(f"{split}: {len(hits)} subjects; known (any sample) {sum(h > 0 for h in hits)}, "
-              f"majority-known {sum(probes[f].knows('majority') for f in {fact_of(i).id for i in instances})}; "
-              f"hits per subject {sorted(hits)}")
+        subjects = [probes[fid] for fid in dict.fromkeys(fact_of(i).id for i in instances)]
+        print(f"{split}: {len(subjects)} subjects; known (any sample) {sum(p.known for p in subjects)}, "
+              f"majority-known {sum(p.knows('majority') for p in subjects)}; "
+              f"hits per subject {sorted(p.hits for p in subjects)}")
     fact_by_id = {i.id: fact_of(i).id for i in heldout}
     for path in heldout_files:
         rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -162,19 +162,18 @@ def main() -> None:
     results["setup"] = {**setup, **results.get("setup", {}), "novel_topic_cases": len(novel)}
     print(json.dumps(results["setup"]), flush=True)
 
+    heldout = [i for i in stage_heldout(args.run, spec, settings.seed) if i.family in families] if args.heldout else []
     if args.baseline:
         entry = results.setdefault("variants", {}).setdefault("start", {"settings": {}, "epochs": {}})
-        start_cases = {"epoch-0": val, "heldout": stage_heldout(args.run, spec, settings.seed) if args.heldout else []}
-        for key, cases in start_cases.items():
-            cases = [i for i in cases if i.family in families]
-            if cases and key not in entry["epochs"] and key not in entry:
-                score = score_model(start_ref, cases, args.out / "start" / f"{key}.jsonl", spec)
-                if key == "heldout":
-                    entry["heldout"] = {"epoch": "epoch-0", **score}
-                else:
-                    entry["epochs"][key] = score
-                print("start", key, f"{score['mean']:.1%}", flush=True)
-                atomic_write_json(results_path, results)
+        if val and "epoch-0" not in entry["epochs"]:
+            entry["epochs"]["epoch-0"] = score_model(start_ref, val, args.out / "start" / "epoch-0.jsonl", spec)
+            print("start validation", f"{entry['epochs']['epoch-0']['mean']:.1%}", flush=True)
+            atomic_write_json(results_path, results)
+        if heldout and "heldout" not in entry:
+            entry["heldout"] = {"epoch": "epoch-0",
+                                **score_model(start_ref, heldout, args.out / "start" / "heldout.jsonl", spec)}
+            print("start held-out", f"{entry['heldout']['mean']:.1%}", flush=True)
+            atomic_write_json(results_path, results)
 
     for text in args.variant:
         name, update = parse_variant(text)
@@ -210,8 +209,7 @@ def main() -> None:
                 atomic_write_json(results_path, results)
         if args.heldout and "heldout" not in entry:
             best = max(entry["epochs"], key=lambda k: (entry["epochs"][k]["mean"], -int(k.split("-")[1])))
-            cases = [i for i in stage_heldout(args.run, spec, settings.seed) if i.family in families]
-            entry["heldout"] = {"epoch": best, **score_weights(parent, vdir / best, cases,
+            entry["heldout"] = {"epoch": best, **score_weights(parent, vdir / best, heldout,
                                                               vdir / f"heldout-{best}.jsonl", spec)}
             print(name, best, f"held-out {entry['heldout']['mean']:.1%}", flush=True)
         atomic_write_json(results_path, results)

@@ -278,7 +278,7 @@ def test_explanation_subjects_are_probed_in_prose_and_replaced_per_family_criter
     assert fact.id == f"explanation/{explanation[0].reference['subject']}"
     # the first explanation subject never named by the base model (0 hits), the others in 3 of 8 samples
     rows = _probe_rows([i for i in pool if fact_of(i)])
-    first = fact_of(explanation[0]).id
+    first = fact.id
     rows = [{**r, "hits": 0, "known": False, "k": 8} if r["fact"] == first else r for r in rows]
     write_jsonl(tmp_path / PROBE_FILE, rows)
     plan = plan_known_heldout(tmp_path, [spec], 0, None, progress=False)["stage-1"]
@@ -299,7 +299,9 @@ def test_the_explanation_probe_counts_samples_that_name_every_key_term_group(tmp
     from cai_bootstrap.evaluation.knowledge import IDEA_SAMPLES, probe_facts
     from cai_bootstrap.tasks import checks
 
-    instances = get_family_instances("explanation", 3)
+    from cai_bootstrap.tasks import get_family
+
+    instances = get_family("explanation").instances("heldout", 3, 0)
     engine = TransformersEngine.from_ref("tiny")
     probes = probe_facts(engine, instances, tmp_path / "base.jsonl", seed=0)
     assert len(probes) == len({fact_of(i).id for i in instances})
@@ -310,9 +312,3 @@ def test_the_explanation_probe_counts_samples_that_name_every_key_term_group(tmp
         assert probe.known == (probe.hits > 0) and not probe.greedy_correct
     # cached: a second call reads the file and asks the engine nothing
     assert probe_facts(None, instances, tmp_path / "base.jsonl") == probes
-
-
-def get_family_instances(name: str, n: int):
-    from cai_bootstrap.tasks import get_family
-
-    return get_family(name).instances("heldout", n, 0)
