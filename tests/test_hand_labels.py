@@ -116,7 +116,7 @@ def test_tasks_stage1_fixture_is_what_the_comment_says():
 def test_summarization_and_explanation_verifiers_agree_with_the_hand_labels_now():
     rows = _tasks_stage1_rows()
     false_neg, false_pos = set(), set()
-    for row, passed in reverify(rows, "train", 1000):
+    for row, passed in reverify(rows, "train", 100_000):
         if row["human"] and not passed:
             false_neg.add(row["output"])
         elif passed and not row["human"]:
@@ -147,7 +147,7 @@ def test_tasks_stage2_verifiers_agree_with_the_hand_labels():
     rows = read_labels("hand_labels_tasks_stage2.jsonl")
     assert len(rows) == 120 and sum(r["human"] == r["verifier_then"] for r in rows) == 117
     assert all(r["note"] for r in rows if r["human"] != r["verifier_then"])
-    verdicts = reverify(rows, "train", 1000)
+    verdicts = reverify(rows, "train", 100_000)
     assert {r["id"] for r, ok in verdicts if ok and not r["human"]} == TASKS_STAGE2_KNOWN_FALSE_POS
     assert [r["id"] for r, ok in verdicts if r["human"] and not ok] == []
 
@@ -167,7 +167,7 @@ def test_four_task_types_verifiers_against_hand_labels():
     rows = read_labels("hand_labels_tasks_four_types.jsonl")
     assert len(rows) == 160 and sum(r["human"] == r["verifier_then"] for r in rows) == 144
     assert all(r["note"] for r in rows if r["human"] != r["verifier_then"])
-    verdicts = reverify(rows, "train", 1000)
+    verdicts = reverify(rows, "train", 100_000)
     false_pos = {r["id"] for r, ok in verdicts if ok and not r["human"]}
     false_neg = {r["id"] for r, ok in verdicts if r["human"] and not ok}
     assert not any(i.startswith("translation/") for i in false_pos)

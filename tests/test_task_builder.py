@@ -268,11 +268,11 @@ def test_record_json_is_plain(tmp_path: Path) -> None:
 def test_plan_is_prefix_stable_and_reuses_short_material(tmp_path: Path) -> None:
     engines = Scripted(lambda p, params: ["x"])
     small = make_ctx(tmp_path / "s", engines, families=("factual_qa", "summarization"), examples=10)
-    big = make_ctx(tmp_path / "b", engines, families=("factual_qa", "summarization"), examples=400)
+    big = make_ctx(tmp_path / "b", engines, families=("factual_qa", "summarization"), examples=2000)
     p_small = [i.id for _, i in T.plan(small, P.task_options(small), T.stage_families(small, P.task_options(small)))]
     p_big = [i.id for _, i in T.plan(big, P.task_options(big), T.stage_families(big, P.task_options(big)))]
     assert p_big[: len(p_small)] == p_small and len(set(p_big)) == len(p_big)
-    # 320 summarization cases (80 passages x 4 templates), more wanted from it: a second pass with new keys
+    # 1,600 summarization cases (400 passages x 4 templates), more wanted from it: a second pass with new keys
     assert any(k.startswith("summarization/") and k.endswith("#p1") for k in p_big)
     for ctx in (small, big):
         ctx.sink.close()

@@ -7,6 +7,7 @@ from typing import Any
 from cai_bootstrap.tasks import checks
 from cai_bootstrap.tasks.base import Instance, Split, Verdict
 from cai_bootstrap.tasks.checks import Result
+from cai_bootstrap.tasks.types.summary_frames import frame_passages
 from cai_bootstrap.tasks.types.common import (
     TaskTypeFamily,
     check_lead_in,
@@ -74,7 +75,8 @@ class FactualQA(TaskTypeFamily):
 
 
 class Summarization(TaskTypeFamily):
-    """Summarize an invented passage (``tasks_summarization.yaml``), checked against the source.
+    """Summarize an invented passage (``tasks_summarization.yaml``; for training also the frame
+    passages of `summary_frames`), checked against the source.
 
     Passes when the summary is 6 words or more and at most 60% of the source's
     length (and at most 45 words), covers every planted key fact (one word of
@@ -93,6 +95,11 @@ class Summarization(TaskTypeFamily):
         "Check whether the summary keeps the key facts of the text (who, what, the numbers and the outcome), "
         "is much shorter than the text, and adds nothing that the text does not say."
     )
+
+    def items(self, split: Split) -> list[dict]:
+        """The hand-written passages, and for training also the frame passages (`summary_frames`)."""
+        frames = list(frame_passages()) if split == "train" else []
+        return super().items(split) + frames
 
     def groups(self, split: Split) -> list[list[Any]]:
         return [self.items(split)]

@@ -1,0 +1,44 @@
+"""Frame passages: more summarization training material whose key facts hold by construction."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from cai_bootstrap.tasks import bank, checks
+from cai_bootstrap.tasks.types import task_family
+from cai_bootstrap.tasks.types.summary_frames import FRAME_PASSAGES, frame_passages
+
+
+def frame_instances(split: str) -> list:
+    return [i for i in task_family("summarization").instances(split, 100_000, 0) if "/frame-" in i.id]
+
+
+def test_frames_make_distinct_deterministic_passages_from_every_frame() -> None:
+    passages = frame_passages()
+    assert len(passages) == FRAME_PASSAGES
+    assert len({p["text"] for p in passages}) == len(passages) and len({p["id"] for p in passages}) == len(passages)
+    frames = Counter(p["frame"] for p in passages)
+    assert set(frames) == {f["id"] for f in bank.load("summary_frames")["frames"]}
+    assert max(frames.values()) - min(frames.values()) <= 1
+    assert frame_passages.__wrapped__() == passages  # the same bank when built again
+    assert not re.search(r"[{}]", " ".join(p["text"] + p["ref"] for p in passages)), "an unfilled slot"
+
+
+def test_frame_passages_are_training_material_only() -> None:
+    assert len(frame_instances("train")) >= FRAME_PASSAGES
+    assert not frame_instances("heldout")
+
+
+def test_every_key_fact_is_planted_and_no_single_sentence_is_a_summary() -> None:
+    fam = task_family("summarization")
+    for inst in frame_instances("train")[:FRAME_PASSAGES]:
+        source = inst.reference["source"]
+        for group in inst.reference["key"]:
+            assert any(checks.has_keyword(source, w) for w in group), (inst.id, group)
+        sentences = re.split(r"(?<=[.!?])\s+", source)
+        assert len(sentences) >= 4
+        for sentence in sentences:
+            assert not fam.verify(inst, sentence).passed, (inst.id, sentence)
+        assert fam.verify(inst, source).check == "length"  # copying the passage is not a summary
+        assert fam.verify(inst, inst.reference["ref"]).passed, (inst.id, inst.reference["ref"])
