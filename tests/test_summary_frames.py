@@ -25,9 +25,13 @@ def test_frames_make_distinct_deterministic_passages_from_every_frame() -> None:
     assert not re.search(r"[{}]", " ".join(p["text"] + p["ref"] for p in passages)), "an unfilled slot"
 
 
-def test_frame_passages_are_training_material_only() -> None:
+def test_frame_passages_are_training_material_only_and_named_as_such() -> None:
     assert len(frame_instances("train")) >= FRAME_PASSAGES
     assert not frame_instances("heldout")
+    fam = task_family("summarization")
+    assert fam.material_source(frame_instances("train")[0]) == "data/seeds/summary_frames.yaml"
+    hand = next(i for i in fam.instances("train", 100_000, 0) if "/frame-" not in i.id)
+    assert fam.material_source(hand) == "data/seeds/tasks_summarization.yaml"
 
 
 def test_every_key_fact_is_planted_and_no_single_sentence_is_a_summary() -> None:

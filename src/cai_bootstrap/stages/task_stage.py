@@ -232,7 +232,7 @@ def _record(
 ) -> dict:
     prov: dict = {
         "prompt": C.seed_provenance(
-            "hand-written template x seed material", source=f"data/seeds/tasks_{fam.name}.yaml",
+            "hand-written template x seed material", source=fam.material_source(inst),
             template=inst.reference.get("template"), instance=inst.id,
         ),
         "candidates": C.role_provenance(ctx, answerer, prompt, params, few_shot=few_shot),

@@ -100,6 +100,10 @@ class TaskTypeFamily(TaskFamily):
     def few_shot(self) -> list[tuple[str, str]]:
         return [(d["instruction"], d["response"]) for d in self.data.get("demos", [])]
 
+    def material_source(self, instance: Instance) -> str:
+        """The seed file ``instance``'s material comes from (a record's prompt provenance)."""
+        return f"data/seeds/tasks_{self.name}.yaml"
+
     def repair_demos(self) -> list[dict]:
         """``[{instruction, response, critique, revision}]`` for the critic and the reviser."""
         return list(self.data.get("repair", []))

@@ -104,6 +104,9 @@ class Summarization(TaskTypeFamily):
     def groups(self, split: Split) -> list[list[Any]]:
         return [self.items(split)]
 
+    def material_source(self, instance: Instance) -> str:
+        return "data/seeds/summary_frames.yaml" if instance.reference.get("frame") else super().material_source(instance)
+
     def render(self, item: dict, template: str, split: Split) -> tuple[str, dict, str]:
         text = " ".join(str(item["text"]).split())
         n = checks.word_count(text)
@@ -113,6 +116,7 @@ class Summarization(TaskTypeFamily):
             "max_words": min(45, int(0.6 * n)),
             "source_words": n,
             "ref": item.get("ref"),
+            **({"frame": item["frame"]} if "frame" in item else {}),
         }
         return template.format(text=text), ref, str(item["id"])
 
