@@ -339,3 +339,15 @@ def test_answerer_probe_without_a_rival_is_a_config_error() -> None:
                      options={"answerer_probe": 4})
     with pytest.raises(ConfigError, match="rival_answerer"):
         T.TaskStage().check(spec)
+
+
+@pytest.mark.parametrize("task, cap", [("summarization", 96), ("explanation", 160), ("factual_qa", 64)])
+def test_task_flag_gives_stage_0_the_token_cap_its_answers_need(task: str, cap: int) -> None:
+    """At `quick`, stage 0's 64 tokens would cut a summary (72) or an explanation (128) short."""
+    from cai_bootstrap.cli.runs import task_stage_override
+
+    spec = load_curriculum("tasks", "quick", {"stage-0": task_stage_override(task, "quick")}).stages[0]
+    assert spec.families == [task] and spec.sampling.max_new_tokens == cap
+    assert P.token_cap(spec, task_family(task)) <= cap
+    tiny = load_curriculum("tasks", "tiny", {"stage-0": task_stage_override(task, "tiny")}).stages[0]
+    assert tiny.sampling.max_new_tokens == 16  # tests stay fast

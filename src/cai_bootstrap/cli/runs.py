@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import ExitStack
 from pathlib import Path
@@ -16,6 +17,19 @@ from cai_bootstrap.cli.common import EXIT_GATE_FAILED, EXIT_GATE_STOPPED, app, c
 
 STRICT_HELP = (f"exit {EXIT_GATE_FAILED} when any stage's gate failed, also where the curriculum lets the run "
                "continue past it (on_fail: continue)")
+
+def task_stage_override(task: str, preset: str) -> dict:
+    """Stage 0 of `tasks` made a ``task`` stage. Outside `tiny`, a task other than factual QA (whose
+    cap the curriculum tunes) gets the token cap its answers need: stage 0's 64 tokens at `quick` and
+    `standard` cut a summary (72) or an explanation (128) short, held-out answers included."""
+    from cai_bootstrap.stages.task_prompts import token_bucket
+    from cai_bootstrap.tasks.types import TASK_TYPES, task_family
+
+    override: dict = {"families": [task], "options": {"task": task}}
+    if preset != "tiny" and task != "factual_qa" and task in TASK_TYPES:  # an unknown task fails in the config check
+        override["sampling"] = {"max_new_tokens": token_bucket(task_family(task).max_new_tokens)}
+    return override
+
 
 @app.command()
 def run(
@@ -52,7 +66,7 @@ def run(
     if control:
         overrides.append(f"control={control}")
     if task:
-        overrides.append(f'stage_overrides={{"stage-0": {{"families": [{task}], "options": {{"task": {task}}}}}}}')
+        overrides.append(f"stage_overrides={json.dumps({'stage-0': task_stage_override(task, preset)})}")
     with ExitStack() as hold:
         try:
             settings = load_run_settings(str(config) if config else None, overrides, flags)

@@ -103,11 +103,15 @@ def _stage_families(curriculum: str, preset: str, overrides_key: str, stage: str
 TOKEN_BUCKETS = (48, 96, 160, 256)
 
 
+def token_bucket(need: int) -> int:
+    """``need`` tokens rounded up to a bucket."""
+    return next((b for b in TOKEN_BUCKETS if b >= need), need)
+
+
 def token_cap(spec: StageSpec, family: TaskFamily) -> int:
     """The family's token need, rounded up to a bucket, capped by the stage's ``max_new_tokens``."""
     need = int(getattr(family, "max_new_tokens", spec.sampling.max_new_tokens))
-    bucket = next((b for b in TOKEN_BUCKETS if b >= need), need)
-    return max(1, min(bucket, spec.sampling.max_new_tokens))
+    return max(1, min(token_bucket(need), spec.sampling.max_new_tokens))
 
 
 def answerer_trained_on(ctx: StageContext, role: str = "answerer") -> set[str] | None:
