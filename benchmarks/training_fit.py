@@ -148,7 +148,7 @@ def main() -> None:
     parent = read_lineage(args.run / previous / "model") if previous else {"base": settings.model, "adapters": []}
     start_ref = str(args.run / previous / "model") if previous else settings.model
     if args.start_from_attempt:
-        start_weights = paths.train(args.attempt) / "adapter"
+        start_weights = paths.installed_weights(args.attempt)
         start_ref = str(lineage_dir(parent, start_weights, spec.name, args.out / "start" / "model"))
         parent = {**parent, "adapters": [*parent["adapters"], str(start_weights.resolve())]}
     args.out.mkdir(parents=True, exist_ok=True)

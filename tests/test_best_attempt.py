@@ -62,3 +62,14 @@ def test_when_the_last_attempt_is_best_or_tied_nothing_changes(tmp_path):
         gate = _keep(run_dir, paths, values)
         assert gate.message == "last attempt's message"
         assert read_json(paths.metrics) == before and not paths.model.exists()
+
+
+def test_the_kept_attempt_is_installed_at_the_adapter_scale_chosen_for_it(tmp_path):
+    values = [0.40, 0.31]
+    run_dir, paths = _stage(tmp_path, values)
+    scaled = paths.train(0) / "adapter-x0.5"
+    scaled.mkdir()
+    (scaled / "adapter_config.json").write_text('{"attempt": 0, "scale": 0.5}')
+    atomic_write_json(paths.train(0) / "adapter_scale.json", {"installed": "adapter-x0.5", "scale": 0.5})
+    _keep(run_dir, paths, values)
+    assert read_json(paths.model / "adapter" / "adapter_config.json") == {"attempt": 0, "scale": 0.5}

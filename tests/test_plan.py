@@ -310,7 +310,7 @@ def test_task_stages_use_the_task_kind_figures():
     # generations: answers, one critique of the unsolved cases (1 - yield) and revise_n revisions of each;
     # then the rounds and one evaluation (held-out + validation) per training run
     cands, critiqued = rows[0].candidates, round(rows[0].candidates * (1 - y))
-    evals = (s0.rounds.count + 1) * (s0.heldout + s0.validation)
+    evals = (s0.rounds.count + 1) * (s0.heldout + s0.validation * len(s0.adapter_scales))
     assert rows[0].generations == (cands * s0.sampling.n + 2 * critiqued
                                    + s0.rounds.count * s0.rounds.instances * s0.rounds.samples + evals)
     gen_share, train_share = KIND_SHARES["task"]

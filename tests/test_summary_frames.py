@@ -46,3 +46,16 @@ def test_every_key_fact_is_planted_and_no_single_sentence_is_a_summary() -> None
             assert not fam.verify(inst, sentence).passed, (inst.id, sentence)
         assert fam.verify(inst, source).check == "length"  # copying the passage is not a summary
         assert fam.verify(inst, inst.reference["ref"]).passed, (inst.id, inst.reference["ref"])
+
+
+def test_summaries_validate_on_hand_written_passages_as_held_out_does() -> None:
+    from cai_bootstrap.stages.registry import load_curriculum
+    from cai_bootstrap.stages.validation import validation_instances
+
+    overrides = {"stage-0": {"families": ["summarization"], "options": {"task": "summarization"}, "validation": 30}}
+    spec = load_curriculum("tasks", "standard", overrides).stages[0]
+    cases = validation_instances(spec, 0)
+    assert len(cases) == 30 and len({c.topic for c in cases}) == 30
+    assert not [c.id for c in cases if "/frame-" in c.id]  # frames stay training material
+    fam = task_family("summarization")
+    assert not fam.like_heldout(frame_instances("train")[0]) and all(fam.like_heldout(c) for c in cases)

@@ -120,6 +120,12 @@ class StageSpec(Strict):
         0, ge=0, description="validation cases per family, carved from the training instances (never trained "
         "on); when set, the installed round/attempt is chosen on them, not on the held-out set",
     )
+    adapter_scales: list[float] = Field(
+        default_factory=lambda: [1.0], description="weight-space interpolation (WiSE-FT): after each "
+        "training, the trained LoRA update is also tried scaled by each of these (0: the parent, 1: as "
+        "trained) and the scale whose model scores best on the validation split is installed, ties going "
+        "to the larger scale (pipeline/adapter_scale.py); more than [1.0] needs a validation split and LoRA",
+    )
     prefer_answer: Literal["first", "shortest"] = Field(
         "first", description="which verified samples become training records: the first that passes (sample "
         "order) or the shortest that pass: a concise answer names the answer first and carries fewer unverified "
@@ -139,6 +145,18 @@ class StageSpec(Strict):
         if isinstance(value, dict):
             return {family: "sampled" if v is True else v for family, v in value.items()}
         return "sampled" if value is True else value
+
+    @model_validator(mode="after")
+    def _scales_need_validation_and_lora(self) -> StageSpec:
+        scales = self.adapter_scales
+        if not scales or any(not 0.0 < s <= 2.0 for s in scales):
+            raise ValueError(f"adapter_scales must be a non-empty list of numbers in (0, 2], got {scales}")
+        if set(scales) != {1.0}:
+            if not self.validation:
+                raise ValueError(f"adapter_scales {scales} needs a validation split to choose on (validation > 0)")
+            if self.training.finetune != "lora":
+                raise ValueError(f"adapter_scales {scales} scales a LoRA update; finetune is {self.training.finetune!r}")
+        return self
 
     def known_criterion(self, setting: Literal["heldout_known", "train_known"], family: str) -> str | None:
         """The criterion ``setting`` applies to ``family``'s facts, or None where it keeps them all."""

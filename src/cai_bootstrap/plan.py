@@ -407,7 +407,8 @@ def plan(
         eval_gens, eval_toks = _eval_counts(cur, index)
         more_gens, more_toks, runs = _attempt_counts(spec, yields)
         evaluations = len(runs)  # one evaluation (and validation pass) per training run
-        val_cases = spec.validation * max(1, len(spec.families))
+        # a validation pass per adapter scale tried (the chosen scale's rows are the attempt's score)
+        val_cases = spec.validation * max(1, len(spec.families)) * len(set(spec.adapter_scales))
         eval_gens += val_cases
         eval_toks += val_cases * spec.sampling.max_new_tokens
         gens, gen_toks = gens + more_gens + evaluations * eval_gens, gen_toks + more_toks + evaluations * eval_toks

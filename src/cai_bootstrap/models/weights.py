@@ -72,3 +72,33 @@ def load_full_weights(model: torch.nn.Module, weights_dir: str | Path) -> torch.
                 raise ValueError(f"{weights_dir}: {name} has shape {tuple(tensor.shape)}, the model {tuple(target.shape)}")
             target.copy_(tensor.to(target.dtype))
     return model
+
+
+def write_scaled_lora(adapter: str | Path, scale: float, target: Path) -> None:
+    """Write into the existing directory ``target`` a copy of LoRA ``adapter`` whose update is
+    ``scale`` times the trained one (every ``lora_B`` scaled), for weight-space interpolation
+    between a stage's parent (0) and its trained model (1) (WiSE-FT, Wortsman et al. 2022).
+
+    Why lora_B and not ``lora_alpha``: the delta is (alpha / r) B A, so either works for plain
+    LoRA, but the weights stay right under any PEFT scaling rule (rsLoRA, rank patterns).
+    """
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    adapter = Path(adapter)
+    if is_full_weights(adapter):
+        raise ValueError(f"{adapter}: full fine-tuned weights cannot be scaled as a LoRA update")
+    config = json.loads((adapter / LORA_CONFIG_FILE).read_text(encoding="utf-8"))
+    if config.get("use_dora") or config.get("modules_to_save"):
+        raise ValueError(f"{adapter}: a DoRA adapter or one with modules_to_save is not a linear update to scale")
+    weights = load_file(str(adapter / LORA_WEIGHTS_FILE))
+    scaled = {name: (t * scale if "lora_B" in name else t).contiguous() for name, t in weights.items()}
+    if not any("lora_B" in name for name in weights):
+        raise ValueError(f"{adapter}: no lora_B tensor to scale")
+    for f in adapter.iterdir():
+        if f.is_file() and f.name != LORA_WEIGHTS_FILE:
+            shutil.copy2(f, target / f.name)
+    save_file(scaled, str(target / LORA_WEIGHTS_FILE), metadata={"format": "pt"})
+    (target / "scale.json").write_text(json.dumps({"scaled_from": str(adapter), "scale": scale}) + "\n",
+                                       encoding="utf-8")

@@ -32,7 +32,7 @@ from cai_bootstrap.pipeline.steps import (
     training_set,
 )
 from cai_bootstrap.runs.lock import run_lock
-from cai_bootstrap.runs.layout import FINISHED, StagePaths, StageStatus, now_iso
+from cai_bootstrap.runs.layout import ADAPTER_SCALE_FILE, FINISHED, StagePaths, StageStatus, now_iso
 from cai_bootstrap.runs.pool import ModelPool
 from cai_bootstrap.stages import rounds
 from cai_bootstrap.stages.heldout_sets import plan_known_heldout
@@ -167,6 +167,9 @@ def evaluate_phase(job: StageJob, kind: StageKind, status: StageStatus) -> GateR
     if job.spec.validation:
         score = timed(paths, status, "evaluating", "eval_s", lambda: validation_score(job))
         evaluation.extra["validation"] = score.model_dump()
+    scale_record = paths.train(job.attempt) / ADAPTER_SCALE_FILE
+    if scale_record.exists():
+        evaluation.extra["adapter_scale"] = read_json(scale_record)
     if rounds.is_round(job.spec, job.attempt) or (job.spec.rounds.count and job.attempt == 0):
         evaluation.extra["rounds"] = round_stats(job.paths, job.attempt)
     metrics = stage_metrics(job, evaluation)
@@ -229,7 +232,7 @@ def keep_best_attempt(run_dir, spec, settings, previous, paths, status, gate, co
         return gate
     console.print(f"[yellow]{spec.name}: keeping attempt {best} ({_pct(history, best)}) "
                   f"instead of attempt {last} ({_pct(history, last)})")
-    install_model(run_dir, settings, previous, spec.name, paths.train(best) / "adapter", paths)
+    install_model(run_dir, settings, previous, spec.name, paths.installed_weights(best), paths)
     metrics = read_json(metrics_file)
     if "rounds" in metrics:  # every round that ran, not only those before the attempt kept
         metrics["rounds"] = round_stats(paths, last)

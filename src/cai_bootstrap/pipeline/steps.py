@@ -20,6 +20,7 @@ from cai_bootstrap.jsonl import atomic_write_json, iter_jsonl, read_json, replac
 from cai_bootstrap.models.loading import LINEAGE_FILE, load_model
 from cai_bootstrap.models.weights import has_trained_weights
 from cai_bootstrap.pipeline.setup import RunError
+from cai_bootstrap.pipeline.adapter_scale import choose_adapter_scale
 from cai_bootstrap.runs.datasets import TRAIN_FILE, install_training_rows, training_rows
 from cai_bootstrap.runs.layout import StagePaths, StageStatus, now_iso
 from cai_bootstrap.runs.pool import ModelPool
@@ -209,4 +210,8 @@ def train_and_install(job: StageJob, name: str, records: Callable[[], list[dict]
     adapter = job.paths.train(job.attempt) / "adapter"
     if not has_trained_weights(adapter):
         train_adapter(job, records())
-    install_model(job.run_dir, job.settings, job.previous, name, adapter, job.paths)
+
+    def install(weights: Path) -> None:
+        install_model(job.run_dir, job.settings, job.previous, name, weights, job.paths)
+
+    install(choose_adapter_scale(job, name, adapter, install))

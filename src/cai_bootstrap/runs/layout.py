@@ -4,6 +4,7 @@
     runs/<id>/<stage>/state.json     state machine (atomic writes)
     runs/<id>/<stage>/data.jsonl     training candidates with provenance (append-only)
     runs/<id>/<stage>/train/attempt-<k>/   adapter, checkpoints, train_log.jsonl
+                                     (+ adapter-x<s>/ and adapter_scale.json with adapter_scales)
     runs/<id>/<stage>/model/         lineage.json + adapter/ (the stage model)
     runs/<id>/<stage>/eval/          per-item held-out rows per evaluated model
     runs/<id>/<stage>/metrics.json, samples.md
@@ -21,6 +22,8 @@ from cai_bootstrap.jsonl import atomic_write_json, read_json
 
 StageState = Literal["pending", "generating", "training", "evaluating", "passed", "failed", "continued"]
 FINISHED: tuple[str, ...] = ("passed", "continued")
+#: in ``train/attempt-<k>/``: the validation score of each adapter scale tried and the one installed
+ADAPTER_SCALE_FILE = "adapter_scale.json"
 
 
 def now_iso() -> str:
@@ -51,6 +54,14 @@ class StagePaths:
 
     def train(self, attempt: int) -> Path:
         return self.root / "train" / f"attempt-{attempt}"
+
+    def installed_weights(self, attempt: int) -> Path:
+        """The attempt's weights as installed: the scaled copy chosen on validation
+        (`ADAPTER_SCALE_FILE`, pipeline/adapter_scale.py) or the adapter as trained."""
+        choice = self.train(attempt) / ADAPTER_SCALE_FILE
+        if choice.exists():
+            return self.train(attempt) / read_json(choice)["installed"]
+        return self.train(attempt) / "adapter"
 
     def load_status(self) -> StageStatus:
         if not self.state.exists():

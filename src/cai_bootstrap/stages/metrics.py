@@ -33,6 +33,8 @@ def stage_metrics(job: StageJob, evaluation: StageEvaluation) -> dict:
     entry = {"attempt": attempt, "value": gate.value, "passed": gate.passed}
     if "validation" in evaluation.extra:
         entry["validation"] = evaluation.extra["validation"]["mean"]
+    if "adapter_scale" in evaluation.extra:
+        entry["adapter_scale"] = evaluation.extra["adapter_scale"]["scale"]
     history.append(entry)
     metrics = {
         "stage": spec.name,

@@ -178,10 +178,11 @@ def round_records(
         for side in ("chosen", "rejected"):
             if side in record["provenance"]:
                 record["provenance"][side]["model_attempt"] = round_index - 1
+        weights = StagePaths(ctx.run_dir, ctx.spec.name).installed_weights(round_index - 1)
         record.update(
             key=round_key(inst.id, round_index, j), instance=inst.id, round=round_index,
             round_model={"stage": ctx.spec.name, "attempt": round_index - 1,
-                         "adapter": f"{ctx.spec.name}/train/attempt-{round_index - 1}/adapter"},
+                         "adapter": weights.relative_to(ctx.run_dir).as_posix()},
         )
         if j > 0:
             record["candidates"] = []  # every sample is listed once, on the instance's first record

@@ -28,6 +28,8 @@ from cai_bootstrap.tasks.base import Instance, TaskFamily
 
 #: instances drawn per wanted validation case, to find ``spec.validation`` distinct topics
 TOPIC_DRAW_FACTOR = 8
+#: a second, larger draw when the first holds too few topics that may validate
+REDRAW_FACTOR = 10
 
 
 def topic_key(inst: Instance) -> str:
@@ -52,16 +54,33 @@ def validation_instances(spec: StageSpec, seed: int, exclude: frozenset[str] = f
         phrasings = bank.validation_templates(name)
         # validation phrasings ask about len(phrasings)/len(all) of a draw: draw more to find them
         factor = -(-len(family.templates("train")) // len(phrasings)) if phrasings else 1
-        draw = family.instances("train", spec.validation * TOPIC_DRAW_FACTOR * factor,
-                                derive_seed(seed, spec.name, "validation", name))
-        seen: set[str] = set()
-        for inst in draw:
-            if (phrasings and not validation_phrasing(inst)) or topic_key(inst) in exclude:
-                continue
-            if topic_key(inst) not in seen and len(seen) < spec.validation:
-                seen.add(topic_key(inst))
-                out.append(inst)
+        wanted = spec.validation * TOPIC_DRAW_FACTOR * factor
+        for draw_size in (wanted, wanted * REDRAW_FACTOR):  # the larger draw only when the first falls short
+            picked = _distinct_topics(family, family.instances("train", draw_size, derive_seed(seed, spec.name,
+                                      "validation", name)), spec.validation, bool(phrasings), exclude)
+            if len(picked) == spec.validation:
+                break
+        out.extend(picked)
     return out
+
+
+def _distinct_topics(family: TaskFamily, draw: list[Instance], wanted: int, by_phrasing: bool,
+                     exclude: frozenset[str]) -> list[Instance]:
+    """The first ``wanted`` instances of ``draw`` with distinct topics that may validate: in a
+    validation phrasing (``by_phrasing``), not excluded, and like the held-out cases
+    (`TaskFamily.like_heldout`: summaries validate on hand-written passages, not frame ones)."""
+    seen: set[str] = set()
+    picked: list[Instance] = []
+    for inst in draw:
+        if (by_phrasing and not validation_phrasing(inst)) or topic_key(inst) in exclude:
+            continue
+        if not family.like_heldout(inst) or topic_key(inst) in seen:
+            continue
+        seen.add(topic_key(inst))
+        picked.append(inst)
+        if len(picked) == wanted:
+            break
+    return picked
 
 
 def validation_topics(spec: StageSpec, seed: int, exclude: frozenset[str] = frozenset()) -> set[str]:

@@ -56,3 +56,9 @@ class TaskFamily(ABC):
     def few_shot(self) -> list[tuple[str, str]]:
         """Hand-written (instruction, response) demonstrations for base-model prompting."""
         return []
+
+    def like_heldout(self, instance: Instance) -> bool:
+        """Whether training ``instance`` is the kind of case the held-out set asks, so that the
+        validation split (`stages.validation`) may use it; material composed for training
+        only (summarization's frame passages) is not."""
+        return True

@@ -104,6 +104,11 @@ class Summarization(TaskTypeFamily):
     def groups(self, split: Split) -> list[list[Any]]:
         return [self.items(split)]
 
+    def like_heldout(self, instance: Instance) -> bool:
+        """Held-out passages are hand-written, so validation is too: a frame story's summary
+        passed 47% of samples where a hand-written one passed 9% (runs/tasks-summ2, round 3)."""
+        return not instance.reference.get("frame")
+
     def material_source(self, instance: Instance) -> str:
         return "data/seeds/summary_frames.yaml" if instance.reference.get("frame") else super().material_source(instance)
 
