@@ -138,3 +138,4 @@ def test_a_run_with_scales_records_them_and_its_rounds_name_the_weights_that_wro
     weights = paths.installed_weights(0).relative_to(out).as_posix()
     rounds = [r for r in map(json.loads, paths.data.read_text().splitlines()) if r.get("round") == 1]
     assert rounds and all(r["round_model"]["adapter"] == weights for r in rounds)
+    assert "| Adapter scale |" in (out / "report.md").read_text()  # the rounds table shows each choice

@@ -211,8 +211,13 @@ def rounds_table(s: StageData) -> Table | None:
             Cell(f"{pct(h['value'])} {interval_text(round(h['value'] * n), n)}", "good" if h.get("passed") else ""),
             pct(h.get("validation")) if h.get("validation") is not None else "–",
         ])
-    return Table(["Attempt", "New data written by", "Fresh instances", "Passing (writer)", "Records kept",
-                  "Held-out [95% CI]", "Validation"], rows, text_columns={0, 1})
+    header = ["Attempt", "New data written by", "Fresh instances", "Passing (writer)", "Records kept",
+              "Held-out [95% CI]", "Validation"]
+    if any("adapter_scale" in h for h in m.get("history", [])):  # adapter_scales: the share installed
+        header.append("Adapter scale")
+        for row, h in zip(rows, m["history"]):
+            row.append(f"{h['adapter_scale']:g}" if "adapter_scale" in h else "–")
+    return Table(header, rows, text_columns={0, 1})
 
 
 def knowledge_table(s: StageData) -> Table | None:
