@@ -312,3 +312,35 @@ def test_the_explanation_probe_counts_samples_that_name_every_key_term_group(tmp
         assert probe.known == (probe.hits > 0) and not probe.greedy_correct
     # cached: a second call reads the file and asks the engine nothing
     assert probe_facts(None, instances, tmp_path / "base.jsonl") == probes
+
+
+def test_validation_known_draws_validation_from_known_subjects_and_training_keeps_the_rest(tmp_path):
+    from cai_bootstrap.jsonl import write_jsonl
+    from cai_bootstrap.stages.heldout_sets import PROBE_FILE
+    from cai_bootstrap.stages.training_facts import (
+        TRAIN_PLAN_FILE, _training_facts, plan_known_training, stage_validation, withheld_topics,
+    )
+
+    run = tmp_path / "run"
+    overrides = {"stage-0": {"families": ["explanation"], "options": {"task": "explanation"}, "validation": 3,
+                             "validation_known": {"explanation": "majority"}, "examples": 40}}
+    ctx = _ctx(run / "stage-0", overrides)
+    pool = [inst for inst, _ in _training_facts(ctx.spec, 0, "validation_known")]
+    assert pool and not _training_facts(ctx.spec, 0)  # train_known names no family: nothing left out of training
+    write_jsonl(run / PROBE_FILE, _probe_rows(pool))  # cached probe: no engine needed
+    plan = plan_known_training(run, [ctx.spec], 0, base=None, progress=False)["stage-0"]
+    known = {r["fact"] for r in _probe_rows(pool) if r["hits"] >= 8}
+    assert plan["validation_criterion"] == {"explanation": "majority"} and "criterion" not in plan
+    assert len(plan["validation_unknown_topics"]) == len({fact_of(i).id for i in pool} - known) > 0
+    val = stage_validation(run, ctx.spec, 0)
+    assert len(val) == 3 and {fact_of(i).id for i in val} <= known
+    # training still draws subjects the base model does not know, never a validation topic
+    opts = task_options(ctx)
+    first = T.plan(ctx, opts, T.stage_families(ctx, opts))
+    assert {fact_of(i).id for _, i in first} - known
+    assert not {topic_key(i) for i in val} & {topic_key(i) for _, i in first}
+    assert {topic_key(i) for i in val} <= withheld_topics(run, ctx.spec, 0)
+    # written once: planning again changes nothing
+    before = read_json(run / TRAIN_PLAN_FILE)
+    plan_known_training(run, [ctx.spec], 0, base=None, progress=False)
+    assert read_json(run / TRAIN_PLAN_FILE) == before

@@ -116,6 +116,12 @@ class StageSpec(Strict):
         "not know under this criterion (probed before any stage runs, stages/training_facts.py); a mapping "
         "family -> criterion sets it per family",
     )
+    validation_known: KnownCriterion | dict[str, KnownCriterion] = Field(
+        False, description="draw validation cases only from training facts the base model knows under this "
+        "criterion (probed with the training facts before any stage runs); training keeps the others. For a "
+        "family whose held-out cases are chosen by heldout_known but whose training is not, so that "
+        "validation asks what held-out asks; a mapping family -> criterion sets it per family",
+    )
     validation: int = Field(
         0, ge=0, description="validation cases per family, carved from the training instances (never trained "
         "on); when set, the installed round/attempt is chosen on them, not on the held-out set",
@@ -139,7 +145,7 @@ class StageSpec(Strict):
         "stages to the training set, against forgetting earlier skills",
     )
 
-    @field_validator("heldout_known", "train_known", mode="before")
+    @field_validator("heldout_known", "train_known", "validation_known", mode="before")
     @classmethod
     def _known_true_is_sampled(cls, value: Any) -> Any:
         if isinstance(value, dict):
@@ -158,7 +164,8 @@ class StageSpec(Strict):
                 raise ValueError(f"adapter_scales {scales} scales a LoRA update; finetune is {self.training.finetune!r}")
         return self
 
-    def known_criterion(self, setting: Literal["heldout_known", "train_known"], family: str) -> str | None:
+    def known_criterion(self, setting: Literal["heldout_known", "train_known", "validation_known"],
+                        family: str) -> str | None:
         """The criterion ``setting`` applies to ``family``'s facts, or None where it keeps them all."""
         value = getattr(self, setting)
         return (value.get(family) if isinstance(value, dict) else value) or None

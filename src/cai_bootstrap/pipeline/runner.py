@@ -67,10 +67,16 @@ def _execute(run_dir: Path, console: Console, progress: bool) -> list[StageStatu
             console.print(f"{name}: held-out set of {p['cases']} cases; {p['replaced']} cases whose fact the base "
                           f"model does not know ({p.get('criterion', 'sampled')}) were replaced "
                           f"({len(p['unknown_facts'])} of {p['facts_probed']} facts probed unknown)")
-    if any(s.train_known for s in stages):  # before any stage runs: which training facts the base knows
+    if any(s.train_known or (s.validation_known and s.validation) for s in stages):
+        # before any stage runs: which training facts the base knows (for training, or for validation only)
         for name, p in plan_known_training(run_dir, stages, settings.seed, pool.get("base"), progress).items():
-            console.print(f"{name}: {p['facts_left_out']} of {p['facts_probed']} training facts left out of "
-                          f"training, the base model not knowing them ({p['criterion']})")
+            if "criterion" in p:
+                console.print(f"{name}: {p['facts_left_out']} of {p['facts_probed']} training facts left out of "
+                              f"training, the base model not knowing them ({p['criterion']})")
+            if "validation_criterion" in p:
+                console.print(f"{name}: validation asks only training facts the base model knows "
+                              f"({p['validation_criterion']}): {len(p['validation_unknown_topics'])} of "
+                              f"{p['validation_facts_probed']} probed topics left out of validation")
     results = []
     for index in range(len(stages)):
         results.append(run_stage(run_dir, stages, index, settings, pool, console, progress))

@@ -10,6 +10,13 @@ samples still reaches training as a confident sentence. `plan_known_training` pr
 model on every training fact of such a stage before any stage runs and writes
 ``<run>/knowledge/train.json`` (per stage: the criterion, the topics left out); `withheld_topics`
 reads it, so the first data and every round draw from the same pool.
+
+``validation_known`` probes too, for the validation split only: explanations keep every training
+subject (a round keeps only answers the verifier passed) while their held-out subjects are ones
+the base model explains (``heldout_known``); a validation split drawn from all training subjects
+asked mostly ones it cannot (it explains 1 of the first 15 by majority), so choosing a round
+there measured other subjects than held-out does. The plan records those topics
+(``validation_unknown_topics``); `stage_validation` leaves them out, training does not.
 """
 
 from __future__ import annotations
@@ -31,37 +38,55 @@ TRAIN_PLAN_FILE = Path("knowledge") / "train.json"
 ALL_INSTANCES = 100_000
 
 
-def _training_facts(spec: StageSpec, seed: int) -> list[tuple[Instance, str]]:
-    """Every fact-bearing training instance of the stage's families that ``train_known`` names, with its fact id."""
+def _training_facts(spec: StageSpec, seed: int, setting: str = "train_known") -> list[tuple[Instance, str]]:
+    """Every fact-bearing training instance of the stage's families that ``setting`` names, with its fact id."""
     draws = (get_family(name).instances("train", ALL_INSTANCES, seed) for name in spec.families
-             if spec.known_criterion("train_known", name))
+             if spec.known_criterion(setting, name))
     return [(inst, fact.id) for draw in draws for inst in draw if (fact := fact_of(inst))]
 
 
 def plan_known_training(run_dir: Path, stages: list[StageSpec], seed: int, base: Engine,
                         progress: bool = True) -> dict:
-    """Probe the base model on the training facts of every ``train_known`` stage; write the plan."""
+    """Probe the base model on the training facts of every ``train_known`` stage (and of every
+    ``validation_known`` one with a validation split); write the plan."""
     plan_file = run_dir / TRAIN_PLAN_FILE
     plan = read_json(plan_file) if plan_file.exists() else {}
     for spec in stages:
-        if not spec.train_known or plan.get(spec.name, {}).get("criterion") == spec.train_known:
-            continue
-        pool = _training_facts(spec, seed)
-        probes = probe_facts(base, [inst for inst, _ in pool], run_dir / PROBE_FILE, seed=seed, progress=progress)
-        unknown = [(inst, fact) for inst, fact in pool
-                   if not probes[fact].knows(spec.known_criterion("train_known", inst.family))]
-        if pool and len(unknown) == len(pool):
-            raise ConfigError(f"{spec.name}: the base model knows none of the {len(pool)} training cases' facts "
-                              f"(train_known: {spec.train_known}), so nothing would be left to train on; set "
-                              "train_known: false for this stage")
-        plan[spec.name] = {
-            "criterion": spec.train_known,
-            "unknown_topics": sorted({topic_key(inst) for inst, _ in unknown}),
-            "facts_probed": len({fact for _, fact in pool}),
-            "facts_left_out": len({fact for _, fact in unknown}),
-        }
-        atomic_write_json(plan_file, plan)
+        entry = dict(plan.get(spec.name, {}))
+        if spec.train_known and entry.get("criterion") != spec.train_known:
+            pool = _training_facts(spec, seed)
+            unknown = _unknown(spec, "train_known", pool, run_dir, seed, base, progress)
+            entry.update({
+                "criterion": spec.train_known,
+                "unknown_topics": sorted({topic_key(inst) for inst, _ in unknown}),
+                "facts_probed": len({fact for _, fact in pool}),
+                "facts_left_out": len({fact for _, fact in unknown}),
+            })
+        if spec.validation_known and spec.validation and entry.get("validation_criterion") != spec.validation_known:
+            pool = _training_facts(spec, seed, "validation_known")
+            unknown = _unknown(spec, "validation_known", pool, run_dir, seed, base, progress)
+            entry.update({
+                "validation_criterion": spec.validation_known,
+                "validation_unknown_topics": sorted({topic_key(inst) for inst, _ in unknown}),
+                "validation_facts_probed": len({fact for _, fact in pool}),
+            })
+        if entry != plan.get(spec.name, {}):
+            plan[spec.name] = entry
+            atomic_write_json(plan_file, plan)
     return plan
+
+
+def _unknown(spec: StageSpec, setting: str, pool: list[tuple[Instance, str]], run_dir: Path, seed: int,
+             base: Engine, progress: bool) -> list[tuple[Instance, str]]:
+    """The instances of ``pool`` whose fact the base model does not know under ``setting``'s criterion."""
+    probes = probe_facts(base, [inst for inst, _ in pool], run_dir / PROBE_FILE, seed=seed, progress=progress)
+    unknown = [(inst, fact) for inst, fact in pool if not probes[fact].knows(spec.known_criterion(setting, inst.family))]
+    if pool and len(unknown) == len(pool):
+        raise ConfigError(f"{spec.name}: the base model knows none of the {len(pool)} training cases' facts "
+                          f"({setting}: {getattr(spec, setting)}), so nothing would be left to "
+                          f"{'train' if setting == 'train_known' else 'validate'} on; set {setting}: false for "
+                          "this stage")
+    return unknown
 
 
 def unknown_topics(run_dir: Path, spec: StageSpec) -> frozenset[str]:
@@ -75,15 +100,27 @@ def unknown_topics(run_dir: Path, spec: StageSpec) -> frozenset[str]:
     return frozenset(read_json(plan)[spec.name]["unknown_topics"])
 
 
+def validation_unknown_topics(run_dir: Path, spec: StageSpec) -> frozenset[str]:
+    """`topic_key` of the training instances that ``validation_known`` keeps out of validation
+    (their fact unknown to the base model); training keeps them."""
+    if not (spec.validation_known and spec.validation):
+        return frozenset()
+    plan = run_dir / TRAIN_PLAN_FILE
+    if not plan.exists():
+        raise FileNotFoundError(f"{plan}: the training-facts plan of a stage with validation_known is written "
+                                "before any stage runs; resume the run to write it")
+    return frozenset(read_json(plan)[spec.name].get("validation_unknown_topics", []))
+
+
 def stage_validation(run_dir: Path, spec: StageSpec, seed: int) -> list[Instance]:
     """The stage's validation cases in this run: with ``train_known``, only facts the base model knows,
     as its training and held-out cases. Drawn from every fact, the split of runs/tasks-std2 (12 cases)
     scored its first training 50% and its rounds 42% while held-out went from 70 to 87%, and chose the
     first training."""
-    return validation_instances(spec, seed, unknown_topics(run_dir, spec))
+    return validation_instances(spec, seed, unknown_topics(run_dir, spec) | validation_unknown_topics(run_dir, spec))
 
 
 def withheld_topics(run_dir: Path, spec: StageSpec, seed: int) -> set[str]:
     """`topic_key` of every training topic the stage leaves out (`validation.withheld` reads it)."""
     unknown = unknown_topics(run_dir, spec)
-    return validation_topics(spec, seed, unknown) | unknown
+    return validation_topics(spec, seed, unknown | validation_unknown_topics(run_dir, spec)) | unknown
