@@ -14,6 +14,7 @@ every stage, applied in order) can mix them:
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -82,8 +83,6 @@ def write_scaled_lora(adapter: str | Path, scale: float, target: Path) -> None:
     Why lora_B and not ``lora_alpha``: the delta is (alpha / r) B A, so either works for plain
     LoRA, but the weights stay right under any PEFT scaling rule (rsLoRA, rank patterns).
     """
-    import shutil
-
     from safetensors.torch import load_file, save_file
 
     adapter = Path(adapter)
@@ -93,9 +92,9 @@ def write_scaled_lora(adapter: str | Path, scale: float, target: Path) -> None:
     if config.get("use_dora") or config.get("modules_to_save"):
         raise ValueError(f"{adapter}: a DoRA adapter or one with modules_to_save is not a linear update to scale")
     weights = load_file(str(adapter / LORA_WEIGHTS_FILE))
-    scaled = {name: (t * scale if "lora_B" in name else t).contiguous() for name, t in weights.items()}
     if not any("lora_B" in name for name in weights):
         raise ValueError(f"{adapter}: no lora_B tensor to scale")
+    scaled = {name: (t * scale if "lora_B" in name else t).contiguous() for name, t in weights.items()}
     for f in adapter.iterdir():
         if f.is_file() and f.name != LORA_WEIGHTS_FILE:
             shutil.copy2(f, target / f.name)

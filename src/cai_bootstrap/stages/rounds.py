@@ -136,6 +136,8 @@ def build_round(ctx: StageContext, round_index: int, kind: StageKind | None = No
     spec, opts = ctx.spec, ctx.spec.rounds
     items = round_instances(ctx, round_index, kind)
     model = ctx.engine("self")
+    weights = StagePaths(ctx.run_dir, spec.name).installed_weights(round_index - 1)  # the writer, named on each record
+    writer = {"stage": spec.name, "attempt": round_index - 1, "adapter": weights.relative_to(ctx.run_dir).as_posix()}
     stats = {"round": round_index, "instances": len(items), "with_pass": 0, "kept": 0, "samples": opts.samples}
     for _, chunk, seed in ctx.chunks(items, lambda item: [round_key(item[1].id, round_index, 0)], until_enough=False):
         groups: dict[str, list[int]] = {}
@@ -153,7 +155,7 @@ def build_round(ctx: StageContext, round_index: int, kind: StageKind | None = No
             outputs = model.generate(prompts, params, desc=f"{spec.name} round {round_index}")
             for (fam, inst), prompt, samples in zip(part, prompts, outputs):
                 result = C.pick(samples, lambda s, fam=fam, inst=inst: fam.verify(inst, s), spec.prefer_answer)
-                for record in round_records(ctx, fam, inst, result, prompt, params, round_index):
+                for record in round_records(ctx, fam, inst, result, prompt, params, round_index, writer):
                     ctx.sink.write(record)
     for rec in ctx.sink.records():
         if rec.get("round") == round_index:
@@ -165,9 +167,10 @@ def build_round(ctx: StageContext, round_index: int, kind: StageKind | None = No
 
 def round_records(
     ctx: StageContext, fam: TaskFamily, inst: Instance, result: C.Pick, prompt: str, params: SamplingParams,
-    round_index: int,
+    round_index: int, writer: dict,
 ) -> list[dict]:
-    """Up to ``rounds.keep`` records of distinct passing answers, or one dropped record."""
+    """Up to ``rounds.keep`` records of distinct passing answers, or one dropped record; each names
+    ``writer``, the stage model of the previous attempt as installed."""
     chosen = result.passing[: ctx.spec.rounds.keep] or [None]
     out = []
     for j, index in enumerate(chosen):
@@ -178,12 +181,8 @@ def round_records(
         for side in ("chosen", "rejected"):
             if side in record["provenance"]:
                 record["provenance"][side]["model_attempt"] = round_index - 1
-        weights = StagePaths(ctx.run_dir, ctx.spec.name).installed_weights(round_index - 1)
-        record.update(
-            key=round_key(inst.id, round_index, j), instance=inst.id, round=round_index,
-            round_model={"stage": ctx.spec.name, "attempt": round_index - 1,
-                         "adapter": weights.relative_to(ctx.run_dir).as_posix()},
-        )
+        record.update(key=round_key(inst.id, round_index, j), instance=inst.id, round=round_index,
+                      round_model=dict(writer))
         if j > 0:
             record["candidates"] = []  # every sample is listed once, on the instance's first record
         out.append(record)
