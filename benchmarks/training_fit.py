@@ -20,6 +20,15 @@ failing answers as chosen and rejected, DPO plus the chosen answer's NLL):
         --families summarization --baseline --heldout --out runs/fit/std15-rpo \
         --variant rpo:method=dpo,dpo_sft_weight=1.0 --epochs 2
 
+A ceiling for a family, trained on the seed's own hand-written answers instead of the run's records:
+
+    python benchmarks/training_fit.py runs/tasks-summ2 stage-0 --attempt 0 --reference \
+        --families summarization --heldout --out runs/fit/summ-reference --variant lora:finetune=lora
+
+``--reference`` trains on ``--per-topic`` phrasings (default 1) of every training topic of the families with the family's reference answer as the response, leaving out every
+topic of the validation cases; a run's records are not used. What the pipeline's self-made data
+can teach is bounded by what the references teach.
+
 ``--start-from-attempt`` trains from the stage's attempt-N model (its parent plus that attempt's
 weights; DPO's reference is that model) instead of from the parent; ``--families`` keeps only
 those families' own records (no replay) and scores only their cases; ``--baseline`` scores the
@@ -112,6 +121,23 @@ def novel_topic_validation(spec, seed: int, used_ids: set[str], exclude: set[str
     return out
 
 
+def reference_records(spec, families: set[str], seed: int, exclude_topics: set[str], per_topic: int = 1) -> list[dict]:
+    """Up to ``per_topic`` records per training topic of ``families`` (not in ``exclude_topics``),
+    each a phrasing of the topic with the family's hand-written reference answer."""
+    records = []
+    for name in sorted(families):
+        family = get_family(name)
+        taken: dict[str, int] = {}
+        for inst in family.instances("train", 100_000, derive_seed(seed, spec.name, "fit-reference", name)):
+            slug, answer = topic_slug(inst.id), family.reference_output(inst)
+            if slug in exclude_topics or taken.get(slug, 0) >= per_topic or not answer:
+                continue
+            taken[slug] = taken.get(slug, 0) + 1
+            records.append({"key": inst.id, "instance": inst.id, "family": name, "kept": True,
+                            "prompt": inst.instruction, "chosen": answer})
+    return records
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
@@ -128,6 +154,9 @@ def main() -> None:
                     help="train from the stage's attempt-N model, not from its parent")
     ap.add_argument("--families", help="comma-separated: train on these families' own records only, score their cases")
     ap.add_argument("--baseline", action="store_true", help="also score the starting model (variant 'start')")
+    ap.add_argument("--reference", action="store_true",
+                    help="train on the families' hand-written reference answers (see --per-topic)")
+    ap.add_argument("--per-topic", type=int, default=1, help="with --reference: phrasings per training topic")
     args = ap.parse_args()
 
     manifest, settings, curriculum = load_run(args.run)
@@ -143,6 +172,10 @@ def main() -> None:
     used = {r.get("instance") or r["key"].split("@")[0] for r in iter_jsonl(paths.data)}
     val = [i for i in study_validation(args.run, spec, settings.seed, used, args.validation_per_family)
            if i.family in families]
+    if args.reference:
+        own, replay = reference_records(spec, families, settings.seed, {topic_slug(i.id) for i in val},
+                                         args.per_topic), []
+        records = own
     stage_index = manifest["stages"].index(spec.name)
     previous = manifest["stages"][stage_index - 1] if stage_index else None
     parent = read_lineage(args.run / previous / "model") if previous else {"base": settings.model, "adapters": []}
@@ -157,7 +190,8 @@ def main() -> None:
     novel = novel_topic_validation(spec, settings.seed, used, {i.id for i in val}, args.novel) if args.novel else []
     setup = {"run": str(args.run), "stage": spec.name, "attempt": args.attempt, "records": len(records),
              "own": len(own), "replay": len(replay), "validation_cases": len(val),
-             "parent": previous or settings.model, "start": start_ref, "families": sorted(families)}
+             "parent": previous or settings.model, "start": start_ref, "families": sorted(families),
+             "records_from": "references" if args.reference else f"attempt {args.attempt}"}
     # A resumed study keeps the validation set its cached scores were made on.
     results["setup"] = {**setup, **results.get("setup", {}), "novel_topic_cases": len(novel)}
     print(json.dumps(results["setup"]), flush=True)

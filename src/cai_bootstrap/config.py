@@ -164,6 +164,11 @@ class StageSpec(Strict):
                 raise ValueError(f"adapter_scales {scales} scales a LoRA update; finetune is {self.training.finetune!r}")
         return self
 
+    @property
+    def probes_validation(self) -> bool:
+        """Whether ``validation_known`` applies: it needs a validation split to act on."""
+        return bool(self.validation_known and self.validation)
+
     def known_criterion(self, setting: Literal["heldout_known", "train_known", "validation_known"],
                         family: str) -> str | None:
         """The criterion ``setting`` applies to ``family``'s facts, or None where it keeps them all."""

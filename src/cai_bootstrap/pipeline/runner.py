@@ -67,7 +67,7 @@ def _execute(run_dir: Path, console: Console, progress: bool) -> list[StageStatu
             console.print(f"{name}: held-out set of {p['cases']} cases; {p['replaced']} cases whose fact the base "
                           f"model does not know ({p.get('criterion', 'sampled')}) were replaced "
                           f"({len(p['unknown_facts'])} of {p['facts_probed']} facts probed unknown)")
-    if any(s.train_known or (s.validation_known and s.validation) for s in stages):
+    if any(s.train_known or s.probes_validation for s in stages):
         # before any stage runs: which training facts the base knows (for training, or for validation only)
         for name, p in plan_known_training(run_dir, stages, settings.seed, pool.get("base"), progress).items():
             if "criterion" in p:

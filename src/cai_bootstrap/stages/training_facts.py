@@ -62,7 +62,7 @@ def plan_known_training(run_dir: Path, stages: list[StageSpec], seed: int, base:
                 "facts_probed": len({fact for _, fact in pool}),
                 "facts_left_out": len({fact for _, fact in unknown}),
             })
-        if spec.validation_known and spec.validation and entry.get("validation_criterion") != spec.validation_known:
+        if spec.probes_validation and entry.get("validation_criterion") != spec.validation_known:
             pool = _training_facts(spec, seed, "validation_known")
             unknown = _unknown(spec, "validation_known", pool, run_dir, seed, base, progress)
             entry.update({
@@ -103,7 +103,7 @@ def unknown_topics(run_dir: Path, spec: StageSpec) -> frozenset[str]:
 def validation_unknown_topics(run_dir: Path, spec: StageSpec) -> frozenset[str]:
     """`topic_key` of the training instances that ``validation_known`` keeps out of validation
     (their fact unknown to the base model); training keeps them."""
-    if not (spec.validation_known and spec.validation):
+    if not spec.probes_validation:
         return frozenset()
     plan = run_dir / TRAIN_PLAN_FILE
     if not plan.exists():
