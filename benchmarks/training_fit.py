@@ -121,9 +121,12 @@ def novel_topic_validation(spec, seed: int, used_ids: set[str], exclude: set[str
     return out
 
 
-def reference_records(spec, families: set[str], seed: int, exclude_topics: set[str], per_topic: int = 1) -> list[dict]:
+def reference_records(spec, families: set[str], seed: int, exclude_topics: set[str], per_topic: int = 1,
+                      kind: str = "all", max_topics: int | None = None) -> list[dict]:
     """Up to ``per_topic`` records per training topic of ``families`` (not in ``exclude_topics``),
-    each a phrasing of the topic with the family's hand-written reference answer."""
+    each a phrasing of the topic with the family's hand-written reference answer. ``kind``: "all",
+    "like-heldout" (only material like the held-out cases, `TaskFamily.like_heldout`) or "unlike-heldout"
+    (only material composed for training); ``max_topics``: at most that many topics a family."""
     records = []
     for name in sorted(families):
         family = get_family(name)
@@ -131,6 +134,10 @@ def reference_records(spec, families: set[str], seed: int, exclude_topics: set[s
         for inst in family.instances("train", 100_000, derive_seed(seed, spec.name, "fit-reference", name)):
             slug, answer = topic_slug(inst.id), family.reference_output(inst)
             if slug in exclude_topics or taken.get(slug, 0) >= per_topic or not answer:
+                continue
+            if kind != "all" and family.like_heldout(inst) != (kind == "like-heldout"):
+                continue
+            if slug not in taken and max_topics is not None and len(taken) >= max_topics:
                 continue
             taken[slug] = taken.get(slug, 0) + 1
             records.append({"key": inst.id, "instance": inst.id, "family": name, "kept": True,
@@ -157,6 +164,9 @@ def main() -> None:
     ap.add_argument("--reference", action="store_true",
                     help="train on the families' hand-written reference answers (see --per-topic)")
     ap.add_argument("--per-topic", type=int, default=1, help="with --reference: phrasings per training topic")
+    ap.add_argument("--reference-kind", choices=["all", "like-heldout", "unlike-heldout"], default="all",
+                    help="with --reference: all training material, or only what is (not) like the held-out cases")
+    ap.add_argument("--max-topics", type=int, help="with --reference: at most this many topics a family")
     args = ap.parse_args()
 
     manifest, settings, curriculum = load_run(args.run)
@@ -174,7 +184,7 @@ def main() -> None:
            if i.family in families]
     if args.reference:
         own, replay = reference_records(spec, families, settings.seed, {topic_slug(i.id) for i in val},
-                                         args.per_topic), []
+                                         args.per_topic, args.reference_kind, args.max_topics), []
         records = own
     stage_index = manifest["stages"].index(spec.name)
     previous = manifest["stages"][stage_index - 1] if stage_index else None
@@ -191,7 +201,8 @@ def main() -> None:
     setup = {"run": str(args.run), "stage": spec.name, "attempt": args.attempt, "records": len(records),
              "own": len(own), "replay": len(replay), "validation_cases": len(val),
              "parent": previous or settings.model, "start": start_ref, "families": sorted(families),
-             "records_from": "references" if args.reference else f"attempt {args.attempt}"}
+             "records_from": (f"references ({args.reference_kind}, {args.per_topic} a topic)" if args.reference
+                              else f"attempt {args.attempt}")}
     # A resumed study keeps the validation set its cached scores were made on.
     results["setup"] = {**setup, **results.get("setup", {}), "novel_topic_cases": len(novel)}
     print(json.dumps(results["setup"]), flush=True)

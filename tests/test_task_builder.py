@@ -164,6 +164,40 @@ def test_failing_candidate_is_critiqued_and_a_verified_revision_is_chosen(tmp_pa
     assert all(p.count("### Instruction:") == 1 for p in answerer.prompts)
 
 
+def test_seed_answers_take_the_references_of_their_families_and_generate_nothing_for_them(tmp_path: Path) -> None:
+    def answers(prompt, params):
+        inst = next(i for i in every_train_instance("factual_qa") if i.instruction in prompt)
+        return [f"{inst.reference['answers'][0]}."] * params.n
+
+    answerer = Scripted(answers)
+    ctx = make_ctx(tmp_path, answerer, families=("factual_qa", "summarization"), examples=4,
+                   options={"fallback_to_reference": False, "seed_answers": ["summarization"], "oversample": 1.0})
+    records = build(ctx)
+    by_family = {f: [r for r in records if r["family"] == f] for f in ("factual_qa", "summarization")}
+    assert by_family["factual_qa"] and by_family["summarization"]
+    summaries = {i.id: i for i in every_train_instance("summarization")}
+    for r in by_family["summarization"]:
+        inst = summaries[r["key"]]
+        assert r["kept"] and r["chosen"] == task_family("summarization").reference_output(inst)
+        assert r["chosen_from"] == "reference" and r["provenance"]["chosen"]["by"] == "seed"
+        assert r["candidates"] == [] and r["verdicts"]["chosen"]["passed"]
+        assert set(REQUIRED) <= set(r)
+    for r in by_family["factual_qa"]:
+        assert r["chosen_from"] == "candidate" and r["provenance"]["chosen"]["role"] == "answerer"
+    # the answerer was never asked to summarize
+    assert len(answerer.prompts) == len(by_family["factual_qa"])
+    assert not any("summar" in p.lower() for p in answerer.prompts)
+
+
+def test_seed_answers_must_name_families_of_the_stage() -> None:
+    from cai_bootstrap.stages.task_stage import TaskStage
+
+    spec = StageSpec(name="stage-0", kind="task", families=["factual_qa"], examples=2,
+                     options={"seed_answers": ["summarization"]})
+    with pytest.raises(ConfigError, match="seed_answers"):
+        TaskStage().check(spec)
+
+
 def test_verified_candidate_is_chosen_when_the_revision_fails(tmp_path: Path) -> None:
     def answers(prompt, params):
         inst = next(i for i in every_train_instance("factual_qa") if i.instruction in prompt)

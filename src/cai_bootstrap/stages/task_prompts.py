@@ -69,6 +69,13 @@ class TaskOptions(BaseModel):
     fallback_to_reference: bool = Field(
         False, description="no verified output: keep the family's hand-made reference (provenance by: seed); tiny preset only"
     )
+    seed_answers: list[str] = Field(
+        default_factory=list,
+        description="families whose first data is the seed's hand-written reference answers, not samples (a cold "
+        "start: the rounds then sample the stage's own model, trained on them). Off by default: the references "
+        "taught 63% held-out summaries where the pipeline's own records taught 20% (docs/results.md), but "
+        "they are people's answers, not a model's",
+    )
     answerer_probe: int = Field(
         0, ge=0, description="cases per family on which the answerer and roles.rival_answerer (e.g. base) are "
         "sampled before the first data; a family whose rival passes more samples is answered by the rival "

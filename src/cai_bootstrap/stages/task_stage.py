@@ -24,7 +24,9 @@ Contract
 Process per chunk of planned cases (``ctx.chunks``; a finished chunk is skipped on
 resume, an unfinished one is redone with the same seed and only missing keys are
 written): candidates -> verify -> critique the best failing one -> revise ->
-verify -> pick. Stops when ``ctx.enough()`` (checked by ``ctx.chunks``). A family may fill at most
+verify -> pick. A family in ``options.seed_answers`` skips all of it: its cases take the seed's
+hand-written reference answers (a cold start; the stage's rounds then sample its own model).
+Stops when ``ctx.enough()`` (checked by ``ctx.chunks``). A family may fill at most
 ``max_family_share`` of the examples wanted, counted over the other chunks, so a
 redone chunk makes the same decisions.
 
@@ -310,13 +312,37 @@ def build(ctx: StageContext) -> None:
     for _, chunk, seed in ctx.chunks(pool, lambda item: [item[1].id]):
         keys = {inst.id for _, inst in chunk}
         full = {f.name for f, _ in chunk if counter.family_count(f.name, keys) >= quota}
-        items = [(f, i) for f, i in chunk if f.name not in full]
+        items = [(f, i) for f, i in chunk if f.name not in full and f.name not in opts.seed_answers]
         records = run_chunk(ctx, opts, items, seed, fams, trained, answerer_of) if items else []
+        records += [seed_answer_record(ctx, f, i) for f, i in chunk if f.name not in full and f.name in opts.seed_answers]
         records += [_quota_record(ctx, f, i, quota) for f, i in chunk if f.name in full]
         for record in records:
             if ctx.sink.write(record):
                 counter.add(record)
     _report(ctx, counter, fams)
+
+
+def seed_answer_record(ctx: StageContext, fam: TaskFamily, inst: Instance) -> dict:
+    """The case with its family's hand-written reference answer (``options.seed_answers``), verified
+    like any answer; nothing is generated."""
+    answer = getattr(fam, "reference_output", lambda _: None)(inst)
+    verdict = fam.verify(inst, answer) if answer else None
+    passed = verdict is not None and verdict.passed
+    prov = {
+        "prompt": C.seed_provenance("hand-written template x seed material", source=fam.material_source(inst),
+                                    template=inst.reference.get("template"), instance=inst.id),
+    }
+    if passed:
+        prov["chosen"] = C.seed_provenance("hand-written reference answer (options.seed_answers)",
+                                           source=fam.material_source(inst), **{"from": "reference"})
+    record = C.make_record(
+        ctx, fam, inst, kept=passed, drop_reason=None if passed else "seed_answer:" + ("verify" if answer else "none"),
+        chosen=answer if passed else None, rejected=None, verdicts={"chosen": verdict} if verdict else {},
+        provenance=prov,
+    )
+    record.update({"topic": inst.topic, "init_response": None, "critique": None, "revision_response": None,
+                   "revisions": [], "chosen_from": "reference" if passed else None})
+    return record
 
 
 def _quota_record(ctx: StageContext, fam: TaskFamily, inst: Instance, quota: int) -> dict:
@@ -350,7 +376,12 @@ class TaskStage(StageKind):
 
     def check(self, spec: StageSpec) -> None:
         super().check(spec)
-        check_probe(spec.name, self.options(spec), spec.roles)  # type: ignore[arg-type]
+        opts: TaskOptions = self.options(spec)  # type: ignore[assignment]
+        check_probe(spec.name, opts, spec.roles)
+        names = list(spec.families) or ([opts.task] if opts.task else [])
+        unknown = [f for f in opts.seed_answers if f not in names]
+        if unknown:
+            raise ConfigError(f"stage {spec.name}: options.seed_answers names {unknown}, not families of the stage {names}")
 
     def round_first_pool(self, ctx: StageContext) -> list[tuple[TaskFamily, Instance]]:
         opts = task_options(ctx)
