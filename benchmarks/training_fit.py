@@ -172,20 +172,21 @@ def main() -> None:
     manifest, settings, curriculum = load_run(args.run)
     spec = next(s for s in curriculum.stages if s.name == args.stage)
     paths = StagePaths(args.run, spec.name)
-    own = training_records(paths, spec, args.attempt)
-    replay = replay_records(args.run, spec, len(own), settings.seed)
-    extras = get_kind(spec.kind).extra_records(spec, paths, len(own), settings.seed)
-    records = own + replay + [r for rows in extras.values() for r in rows]
     families = set(args.families.split(",")) if args.families else set(spec.families)
-    if args.families:
-        records = [r for r in own if r["family"] in families]
     used = {r.get("instance") or r["key"].split("@")[0] for r in iter_jsonl(paths.data)}
     val = [i for i in study_validation(args.run, spec, settings.seed, used, args.validation_per_family)
            if i.family in families]
     if args.reference:
         own, replay = reference_records(spec, families, settings.seed, {topic_slug(i.id) for i in val},
-                                         args.per_topic, args.reference_kind, args.max_topics), []
+                                        args.per_topic, args.reference_kind, args.max_topics), []
         records = own
+    else:
+        own = training_records(paths, spec, args.attempt)
+        replay = replay_records(args.run, spec, len(own), settings.seed)
+        extras = get_kind(spec.kind).extra_records(spec, paths, len(own), settings.seed)
+        records = own + replay + [r for rows in extras.values() for r in rows]
+        if args.families:
+            records = [r for r in own if r["family"] in families]
     stage_index = manifest["stages"].index(spec.name)
     previous = manifest["stages"][stage_index - 1] if stage_index else None
     parent = read_lineage(args.run / previous / "model") if previous else {"base": settings.model, "adapters": []}

@@ -196,8 +196,7 @@ def sample_record(
     drop_reason = result.drop_reason
     # read from the raw options: rounds write these records for every kind whose options carry the flag
     if chosen is None and bool(ctx.spec.options.get("fallback_to_reference", False)):
-        fallback = getattr(family, "reference_output", lambda _: None)(instance)
-        verdict = family.verify(instance, fallback) if fallback else None
+        fallback, verdict = reference_answer(family, instance)
         if verdict is not None and verdict.passed:
             chosen, drop_reason = fallback, None
             vs["chosen"] = verdict
@@ -238,6 +237,13 @@ def make_record(
         "reference": {k: v for k, v in instance.reference.items() if k != "case"},
         "candidates": candidates or [],
     }
+
+
+def reference_answer(family: TaskFamily, instance: Instance) -> tuple[str | None, Verdict | None]:
+    """The family's hand-made reference output for ``instance`` and the verifier's verdict on it
+    (None, None where the family has none)."""
+    answer = getattr(family, "reference_output", lambda _: None)(instance)
+    return answer, (family.verify(instance, answer) if answer else None)
 
 
 def seed_provenance(note: str, **extra: object) -> dict:

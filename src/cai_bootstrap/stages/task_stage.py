@@ -273,8 +273,7 @@ def _record(
         failing = [v.check for v in pick.verdicts] + [r["check"] for r in rev_results]
         drop = f"verify:{Counter(failing).most_common(1)[0][0]}" if failing else "no_output"
         if opts.fallback_to_reference:
-            ref = fam.reference_output(inst) if hasattr(fam, "reference_output") else None
-            v = fam.verify(inst, ref) if ref else None
+            ref, v = C.reference_answer(fam, inst)
             if v is not None and v.passed:
                 chosen = ref
                 verdicts["chosen"] = v
@@ -305,7 +304,8 @@ def build(ctx: StageContext) -> None:
     opts = task_options(ctx)
     fams = stage_families(ctx, opts)
     pool = plan(ctx, opts, fams)
-    answerer_of = choose_answerers(ctx, opts, pool)
+    # seed-answer families generate nothing in the first data: no answerer to choose for them
+    answerer_of = choose_answerers(ctx, opts, [(f, i) for f, i in pool if f.name not in opts.seed_answers])
     trained = {role: answerer_trained_on(ctx, role) for role in set(answerer_of.values()) | {ANSWERER}}
     quota = family_quota(ctx, opts, len(fams))
     counter = KeptCounter(list(iter_jsonl(ctx.sink.path)))
@@ -325,8 +325,7 @@ def build(ctx: StageContext) -> None:
 def seed_answer_record(ctx: StageContext, fam: TaskFamily, inst: Instance) -> dict:
     """The case with its family's hand-written reference answer (``options.seed_answers``), verified
     like any answer; nothing is generated."""
-    answer = getattr(fam, "reference_output", lambda _: None)(inst)
-    verdict = fam.verify(inst, answer) if answer else None
+    answer, verdict = C.reference_answer(fam, inst)
     passed = verdict is not None and verdict.passed
     prov = {
         "prompt": C.seed_provenance("hand-written template x seed material", source=fam.material_source(inst),

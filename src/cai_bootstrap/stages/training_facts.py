@@ -91,25 +91,26 @@ def _unknown(spec: StageSpec, setting: str, pool: list[tuple[Instance, str]], ru
 
 def unknown_topics(run_dir: Path, spec: StageSpec) -> frozenset[str]:
     """`topic_key` of the training instances whose fact the base model does not know (empty without ``train_known``)."""
-    if not spec.train_known:
-        return frozenset()
-    plan = run_dir / TRAIN_PLAN_FILE
-    if not plan.exists():
-        raise FileNotFoundError(f"{plan}: the training-facts plan of a stage with train_known is written "
-                                "before any stage runs; resume the run to write it")
-    return frozenset(read_json(plan)[spec.name]["unknown_topics"])
+    return _planned_topics(run_dir, spec, "train_known", "unknown_topics") if spec.train_known else frozenset()
 
 
 def validation_unknown_topics(run_dir: Path, spec: StageSpec) -> frozenset[str]:
     """`topic_key` of the training instances that ``validation_known`` keeps out of validation
-    (their fact unknown to the base model); training keeps them."""
+    (their fact unknown to the base model); training keeps them. A plan written before
+    ``validation_known`` existed has none."""
     if not spec.probes_validation:
         return frozenset()
+    return _planned_topics(run_dir, spec, "validation_known", "validation_unknown_topics", required=False)
+
+
+def _planned_topics(run_dir: Path, spec: StageSpec, setting: str, key: str, required: bool = True) -> frozenset[str]:
+    """The topics ``key`` of the stage's entry in the training-facts plan (written by `plan_known_training`)."""
     plan = run_dir / TRAIN_PLAN_FILE
     if not plan.exists():
-        raise FileNotFoundError(f"{plan}: the training-facts plan of a stage with validation_known is written "
+        raise FileNotFoundError(f"{plan}: the training-facts plan of a stage with {setting} is written "
                                 "before any stage runs; resume the run to write it")
-    return frozenset(read_json(plan)[spec.name].get("validation_unknown_topics", []))
+    entry = read_json(plan)[spec.name]
+    return frozenset(entry[key] if required else entry.get(key, []))
 
 
 def stage_validation(run_dir: Path, spec: StageSpec, seed: int) -> list[Instance]:
