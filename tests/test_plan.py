@@ -320,3 +320,21 @@ def test_task_stages_use_the_task_kind_figures():
     # the GPU profiles keep their derived rates (the task shares were measured on the CPU pipeline)
     h100 = plan(cur, hardware="h100")[0]
     assert h100.gen_hours == pytest.approx(h100.gen_tokens / PROFILES["h100"].gen_tokens_per_s / 3600)
+
+
+def test_seed_answer_families_add_no_generation_to_the_plan():
+    """A cold-start family (`options.seed_answers`) takes its references: the first data samples
+    nothing for it, so the plan's first-data generations fall by that family's share."""
+    from cai_bootstrap.stages.registry import load_curriculum
+
+    both = {"stage-1": {"rounds": {"count": 0}}}
+    seeded = {"stage-1": {"rounds": {"count": 0}, "options": {"seed_answers": ["summarization"]}}}
+    all_seeded = {"stage-1": {"rounds": {"count": 0},
+                              "options": {"seed_answers": ["factual_qa", "summarization", "explanation"]}}}
+    plain, one, every = (plan(load_curriculum("tasks", "standard", o), hardware="cpu")[1]
+                         for o in (both, seeded, all_seeded))
+    spec = load_curriculum("tasks", "standard", both).stages[1]
+    assert len(spec.families) == 3
+    evaluation = every.generations  # nothing sampled for the data: what is left is evaluation
+    assert plain.generations - evaluation == pytest.approx(1.5 * (one.generations - evaluation), rel=0.02)
+    assert every.gen_hours < one.gen_hours < plain.gen_hours

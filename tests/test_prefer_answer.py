@@ -4,6 +4,7 @@ import pytest
 
 from cai_bootstrap.config import StageSpec
 from cai_bootstrap.stages import candidates as C
+from cai_bootstrap.tasks import checks
 from cai_bootstrap.tasks.types import task_family
 
 
@@ -37,3 +38,29 @@ def test_prefer_answer_defaults_to_first_and_rejects_other_values():
         StageSpec(name="s", kind="task", prefer_answer="longest")
     with pytest.raises(ValueError):
         C.pick(["a"], lambda s: None, "longest")
+
+
+def test_copied_share_counts_five_word_runs_of_the_source():
+    source = "The old mill by the river ground flour for the whole village until the flood of 1890."
+    assert checks.copied_share("The old mill by the river ground flour.", source) == 1.0
+    assert checks.copied_share("A flood in 1890 ended the village mill's work.", source) == 0.0
+    half = checks.copied_share("The old mill by the river stopped when water rose high.", source)
+    assert 0.0 < half < 1.0
+    assert checks.copied_share("", source) == 0.0
+    assert checks.copied_share("river flour", source) == 0.0  # shorter than 5 words: the whole text as one run
+    assert checks.copied_share("the river", source) == 1.0
+
+
+def test_least_copied_prefers_the_summary_in_its_own_words():
+    fam = task_family("summarization")
+    inst = fam.instances("train", 1, seed=0)[0]
+    reference = fam.reference_output(inst)
+    sentences = checks.sentences(inst.instruction)
+    lifted = " ".join(sentences[-3:-1]) if len(sentences) >= 3 else inst.instruction
+    always_pass = lambda s: C.Verdict(passed=bool(s.strip()), score=1.0, check="ok", reason="")  # noqa: E731
+    samples = ["", lifted, reference]
+    result = C.pick(samples, always_pass, "least_copied", inst.instruction)
+    assert checks.copied_share(reference, inst.instruction) < checks.copied_share(lifted, inst.instruction)
+    assert result.passing == [2, 1] and result.chosen == 2
+    assert C.pick(samples, always_pass, "first").chosen == 1
+    assert StageSpec(name="s", kind="task", prefer_answer="least_copied").prefer_answer == "least_copied"

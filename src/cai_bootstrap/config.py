@@ -132,10 +132,11 @@ class StageSpec(Strict):
         "trained) and the scale whose model scores best on the validation split is installed, ties going "
         "to the larger scale (pipeline/adapter_scale.py); more than [1.0] needs a validation split and LoRA",
     )
-    prefer_answer: Literal["first", "shortest"] = Field(
+    prefer_answer: Literal["first", "shortest", "least_copied"] = Field(
         "first", description="which verified samples become training records: the first that passes (sample "
-        "order) or the shortest that pass: a concise answer names the answer first and carries fewer unverified "
-        "extra claims than a long one that passes the same check",
+        "order), the shortest that pass (a concise answer names the answer first and carries fewer unverified "
+        "extra claims than a long one that passes the same check), or those that copy fewest 5-word runs of "
+        "the instruction (a summary in its own words rather than two lifted sentences)",
     )
     on_fail: Literal["stop", "continue"] = "stop"
     options: dict[str, Any] = Field(default_factory=dict, description="kind-specific settings")

@@ -135,11 +135,16 @@ def guard_demos(verify: Callable[[str], Verdict], demos: Sequence[tuple[str, str
     return guarded
 
 
-def pick(samples: list[str], verify: Callable[[str], Verdict], prefer: str = "first") -> Pick:
-    """Verify every sample; rejected = first non-empty failing one; chosen = first passing,
-    or with ``prefer="shortest"`` the shortest passing (``passing`` is listed in that order)."""
-    if prefer not in ("first", "shortest"):
-        raise ValueError(f"prefer must be 'first' or 'shortest', got {prefer!r}")
+PREFERENCES = ("first", "shortest", "least_copied")
+
+
+def pick(samples: list[str], verify: Callable[[str], Verdict], prefer: str = "first", source: str = "") -> Pick:
+    """Verify every sample; rejected = first non-empty failing one; chosen = first passing, or with
+    ``prefer="shortest"`` the shortest passing, or with ``"least_copied"`` the passing one that copies
+    fewest 5-word runs of ``source`` (the instruction), shorter first on ties (``passing`` is listed in
+    that order)."""
+    if prefer not in PREFERENCES:
+        raise ValueError(f"prefer must be one of {PREFERENCES}, got {prefer!r}")
     verdicts = [verify(s) for s in samples]
     result = Pick(samples=samples, verdicts=verdicts)
     seen: set[str] = set()
@@ -149,6 +154,8 @@ def pick(samples: list[str], verify: Callable[[str], Verdict], prefer: str = "fi
             seen.add(s)
     if prefer == "shortest":
         result.passing.sort(key=lambda i: len(samples[i].strip()))  # stable: sample order on ties
+    elif prefer == "least_copied":
+        result.passing.sort(key=lambda i: (checks.copied_share(samples[i], source), len(samples[i].strip())))
     result.chosen = result.passing[0] if result.passing else None
     result.rejected = next((i for i, (s, v) in enumerate(zip(samples, verdicts)) if not v.passed and s.strip()), None)
     return result

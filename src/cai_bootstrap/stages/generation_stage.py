@@ -52,7 +52,7 @@ def build(ctx: StageContext) -> None:
         outputs = answerer.generate(prompts, params, desc=f"{ctx.spec.name} answerer")
         for (fam, inst, prov, verdicts), prompt, samples in zip(cases, prompts, outputs):
             result = C.pick(samples, C.guard_demos(lambda s, fam=fam, inst=inst: fam.verify(inst, s), fam.few_shot()),
-                              ctx.spec.prefer_answer)
+                              ctx.spec.prefer_answer, inst.instruction)
             ctx.sink.write(C.sample_record(ctx, fam, inst, result, "answerer", prompt, params, prov, verdicts))
 
 

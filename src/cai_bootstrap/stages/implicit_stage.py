@@ -72,7 +72,8 @@ def build(ctx: StageContext) -> None:
         # 3. verified as answers to the implicit prompt
         for (fam, inst, prov, verdicts), prompt, samples in zip(cases, prompts, outputs):
             demos = get_family(fam.explicit_family).few_shot()
-            result = C.pick(samples, C.guard_demos(lambda s, fam=fam, inst=inst: fam.verify(inst, s), demos), ctx.spec.prefer_answer)
+            result = C.pick(samples, C.guard_demos(lambda s, fam=fam, inst=inst: fam.verify(inst, s), demos), ctx.spec.prefer_answer,
+                            inst.instruction)
             prov = {**prov, "explicit_form": inst.explicit}
             ctx.sink.write(C.sample_record(ctx, fam, inst, result, "answerer", prompt, params, prov, verdicts))
 

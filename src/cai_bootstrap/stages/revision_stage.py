@@ -79,7 +79,7 @@ def build(ctx: StageContext) -> None:
         prompts = [C.role_prompt(ctx, fam.few_shot(), item.instance.instruction, item.instance.id) for fam, item in items]
         outputs = ctx.engine("reviser").generate(prompts, params, desc=f"{ctx.spec.name} reviser")
         results = [C.pick(samples, C.guard_demos(lambda s, fam=fam, inst=item.instance: fam.verify(inst, s), fam.few_shot()),
-                          ctx.spec.prefer_answer)
+                          ctx.spec.prefer_answer, item.instance.instruction)
                    for (fam, item), samples in zip(items, outputs)]
         ties = [k for k, r in enumerate(results) if opts.judge_ties and len(r.passing) >= 2]
         judged = dict(zip(ties, _judge(ctx, [

@@ -154,7 +154,8 @@ def build_round(ctx: StageContext, round_index: int, kind: StageKind | None = No
             prompts = [format_prompt(inst.instruction) for _, inst in part]
             outputs = model.generate(prompts, params, desc=f"{spec.name} round {round_index}")
             for (fam, inst), prompt, samples in zip(part, prompts, outputs):
-                result = C.pick(samples, lambda s, fam=fam, inst=inst: fam.verify(inst, s), spec.prefer_answer)
+                result = C.pick(samples, lambda s, fam=fam, inst=inst: fam.verify(inst, s), spec.prefer_answer,
+                                  inst.instruction)
                 for record in round_records(ctx, fam, inst, result, prompt, params, round_index, writer):
                     ctx.sink.write(record)
     for rec in ctx.sink.records():

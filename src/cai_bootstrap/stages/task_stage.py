@@ -175,7 +175,8 @@ def run_chunk(
         for k, out in zip(idx, _generate(ctx, role, [prompts[k] for k in idx], params)):
             samples[k] = out
             params_of[k] = params
-    picks = [C.pick(s, lambda o, f=f, i=i: f.verify(i, o), ctx.spec.prefer_answer) for (f, i), s in zip(items, samples)]
+    picks = [C.pick(s, lambda o, f=f, i=i: f.verify(i, o), ctx.spec.prefer_answer, i.instruction)
+             for (f, i), s in zip(items, samples)]
     originals = [best_failing(p.verdicts, p.samples) for p in picks]
 
     # 2. critique the best failing candidate
@@ -409,15 +410,18 @@ class TaskStage(StageKind):
         in runs/tasks-std3 stage 0, 103 critiqued of 400 cases kept 306, and runs/tasks-std6 stage 1, 613 of
         1,040 kept 428; ``failing``: every case, an upper bound) and ``revise_n`` revisions of each. The
         answerer probe (`answerer_choice`: both models, ``answerer_probe`` cases a family, ``answerer_probe_samples``
-        each) is a fixed count, spread over the candidates (about ``examples / yield``) as the rival's share."""
+        each) is a fixed count, spread over the candidates (about ``examples / yield``) as the rival's share.
+        ``seed_answers`` families take their references and sample nothing, so every role's count is
+        scaled by the share of families that do sample."""
         opts: TaskOptions = self.options(spec)  # type: ignore[assignment]
         tokens = self.plan_answer_tokens(spec)
         critiqued = {"failing": 1.0, "unsolved": 1.0 - expected_yield, "never": 0.0}[opts.revise_when]
-        families = len(spec.families) or 1
-        probe = 2 * families * opts.answerer_probe * opts.answerer_probe_samples if RIVAL in spec.roles else 0
+        sampled = [f for f in spec.families if f not in opts.seed_answers]
+        share = len(sampled) / len(spec.families) if spec.families else 1.0
+        probe = 2 * len(sampled) * opts.answerer_probe * opts.answerer_probe_samples if RIVAL in spec.roles else 0
         return {
-            "answerer": (spec.sampling.n, tokens),
-            "critic": (critiqued, opts.critique_max_new_tokens),
-            "reviser": (critiqued * opts.revise_n, tokens),
+            "answerer": (share * spec.sampling.n, tokens),
+            "critic": (share * critiqued, opts.critique_max_new_tokens),
+            "reviser": (share * critiqued * opts.revise_n, tokens),
             RIVAL: (probe * expected_yield / max(1, spec.examples), tokens),
         }
