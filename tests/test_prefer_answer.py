@@ -42,13 +42,13 @@ def test_prefer_answer_defaults_to_first_and_rejects_other_values():
 
 def test_copied_share_counts_five_word_runs_of_the_source():
     source = "The old mill by the river ground flour for the whole village until the flood of 1890."
-    assert checks.copied_share("The old mill by the river ground flour.", source) == 1.0
-    assert checks.copied_share("A flood in 1890 ended the village mill's work.", source) == 0.0
-    half = checks.copied_share("The old mill by the river stopped when water rose high.", source)
+    assert C.copied_share("The old mill by the river ground flour.", source) == 1.0
+    assert C.copied_share("A flood in 1890 ended the village mill's work.", source) == 0.0
+    half = C.copied_share("The old mill by the river stopped when water rose high.", source)
     assert 0.0 < half < 1.0
-    assert checks.copied_share("", source) == 0.0
-    assert checks.copied_share("river flour", source) == 0.0  # shorter than 5 words: the whole text as one run
-    assert checks.copied_share("the river", source) == 1.0
+    assert C.copied_share("", source) == 0.0
+    assert C.copied_share("river flour", source) == 0.0  # shorter than 5 words: the whole text as one run
+    assert C.copied_share("the river", source) == 1.0
 
 
 def test_least_copied_prefers_the_summary_in_its_own_words():
@@ -60,7 +60,7 @@ def test_least_copied_prefers_the_summary_in_its_own_words():
     always_pass = lambda s: C.Verdict(passed=bool(s.strip()), score=1.0, check="ok", reason="")  # noqa: E731
     samples = ["", lifted, reference]
     result = C.pick(samples, always_pass, "least_copied", inst.instruction)
-    assert checks.copied_share(reference, inst.instruction) < checks.copied_share(lifted, inst.instruction)
+    assert C.copied_share(reference, inst.instruction) < C.copied_share(lifted, inst.instruction)
     assert result.passing == [2, 1] and result.chosen == 2
     assert C.pick(samples, always_pass, "first").chosen == 1
     assert StageSpec(name="s", kind="task", prefer_answer="least_copied").prefer_answer == "least_copied"

@@ -135,6 +135,21 @@ def guard_demos(verify: Callable[[str], Verdict], demos: Sequence[tuple[str, str
     return guarded
 
 
+def copied_share(text: str, source: str, n: int = 5) -> float:
+    """Share of ``text``'s word ``n``-grams (fewer words: the whole text) found in ``source``.
+
+    Why: a summary that passes by lifting two sentences teaches copying; one that fuses the
+    facts in its own words (share near 0) teaches summarising (docs/results.md, summ2 vs references).
+    """
+    words, src = checks.tokens(text), checks.tokens(source)
+    if not words:
+        return 0.0
+    n = min(n, len(words))
+    seen = {tuple(src[i:i + n]) for i in range(len(src) - n + 1)}
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return sum(g in seen for g in grams) / len(grams)
+
+
 PREFERENCES = ("first", "shortest", "least_copied")
 
 
@@ -155,7 +170,7 @@ def pick(samples: list[str], verify: Callable[[str], Verdict], prefer: str = "fi
     if prefer == "shortest":
         result.passing.sort(key=lambda i: len(samples[i].strip()))  # stable: sample order on ties
     elif prefer == "least_copied":
-        result.passing.sort(key=lambda i: (checks.copied_share(samples[i], source), len(samples[i].strip())))
+        result.passing.sort(key=lambda i: (copied_share(samples[i], source), len(samples[i].strip())))
     result.chosen = result.passing[0] if result.passing else None
     result.rejected = next((i for i, (s, v) in enumerate(zip(samples, verdicts)) if not v.passed and s.strip()), None)
     return result

@@ -56,21 +56,6 @@ def tokens(text: str) -> list[str]:
     return normalize(text).split()
 
 
-def copied_share(text: str, source: str, n: int = 5) -> float:
-    """Share of ``text``'s word ``n``-grams (fewer words: the whole text) found in ``source``.
-
-    Why: a summary that passes by lifting two sentences teaches copying; one that fuses the
-    facts in its own words (share near 0) teaches summarising (docs/results.md, summ2 vs references).
-    """
-    words, src = tokens(text), tokens(source)
-    if not words:
-        return 0.0
-    n = min(n, len(words))
-    seen = {tuple(src[i:i + n]) for i in range(len(src) - n + 1)}
-    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
-    return sum(g in seen for g in grams) / len(grams)
-
-
 def word_count(text: str) -> int:
     return len(re.findall(r"[A-Za-z0-9\u00C0-\u024F]+(?:['\u2019][A-Za-z]+)?", text))
 
