@@ -99,3 +99,28 @@ def test_greedy_score_counts_each_familys_failures_by_check() -> None:
     assert sum(fails.values()) == 3
     assert list(fails.values()) == sorted(fails.values(), reverse=True)
     assert all(check for check in fails)
+
+
+def test_cli_eval_scores_a_runs_own_stage_as_it_ran(tmp_path: Path) -> None:
+    """`--suite <run dir>:<stage>` takes the stage from the run's manifest (a `--task` override
+    included) and its held-out cases, not the shipped curriculum's stage of that name."""
+    from cai_bootstrap.config import RunSettings
+    from cai_bootstrap.pipeline.setup import create_run
+
+    settings = RunSettings(model="tiny", preset="tiny", curriculum="tasks", stages=["stage-0"],
+                           stage_overrides={"stage-0": {"families": ["summarization"],
+                                                        "options": {"task": "summarization"}}})
+    run = create_run(settings, tmp_path / "run")
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(app, [
+        "eval", "--model", "tiny", "--suite", f"{run}:stage-0", "--limit", "2", "--samples", "2",
+        "--max-new-tokens", "4", "--out", str(out),
+    ])
+    assert res.exit_code == 0, res.output
+    result = json.loads((out / "summary.json").read_text())
+    assert result["n"] == 2 and set(result["sampled"]["per_family"]) == {"summarization"}
+    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    assert {r["family"] for r in rows} == {"summarization"}
+    missing = CliRunner().invoke(app, ["eval", "--model", "tiny", "--suite", f"{run}:stage-9", "--out",
+                                       str(tmp_path / "e2")])
+    assert missing.exit_code != 0 and "stage-9" in missing.output

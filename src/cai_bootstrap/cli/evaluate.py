@@ -15,7 +15,7 @@ from cai_bootstrap.engines.base import DEFAULT_BATCH_SIZE
 @app.command("eval")
 def eval_(
     model: str = typer.Option("gemma-3-270m", "--model", "-m", help="registry name, HF id, path or runs/x:stage-k"),
-    suite: str = typer.Option(..., "--suite", "-s", help="ifeval | xstest | advbench | <curriculum>:<stage> held-out set"),
+    suite: str = typer.Option(..., "--suite", "-s", help="ifeval | xstest | advbench | <curriculum>:<stage> held-out set | <run dir>:<stage> (the run's own stage and held-out cases)"),
     limit: Optional[int] = typer.Option(None, help="evaluate at most N items"),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="output directory of this call: summary.json and rows.jsonl (default: "
@@ -143,11 +143,22 @@ def _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, row
     from cai_bootstrap.evaluation.heldout import evaluate_heldout, heldout_instances
 
     cur_name, stage_name = suite.rsplit(":", 1)
-    curriculum = load_curriculum(cur_name, preset)
+    run_dir = Path(cur_name)
+    from_run = (run_dir / "manifest.json").exists()
+    if from_run:  # a run's stage as it ran (--task, --set included), on the held-out cases it scored
+        from cai_bootstrap.pipeline.setup import load_run
+
+        _, run_settings, curriculum = load_run(run_dir)
+    else:
+        curriculum = load_curriculum(cur_name, preset)
     spec = next((s for s in curriculum.stages if s.name == stage_name), None)
     if spec is None:
         fail(f"{cur_name} has no stage {stage_name!r}: {[s.name for s in curriculum.stages]}")
-    if spec.heldout_known:  # the same cases a run of this preset scores: unknown facts replaced
+    if from_run:
+        from cai_bootstrap.stages.heldout_sets import stage_heldout
+
+        plan, instances = None, stage_heldout(run_dir, spec, run_settings.seed)[: limit or None]
+    elif spec.heldout_known:  # the same cases a run of this preset scores: unknown facts replaced
         from cai_bootstrap.models.registry import cache_dir
         from cai_bootstrap.stages.heldout_sets import plan_known_heldout, stage_heldout
 
