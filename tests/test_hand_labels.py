@@ -129,26 +129,31 @@ def test_summarization_and_explanation_verifiers_agree_with_the_hand_labels_now(
 
 # ------------------------------------------ tasks: explanation, a reference-trained expert (stage 0)
 
-#: All 30 held-out outputs of a `--task explanation` stage-0 model after each of its first two trainings
-#: (runs/tasks-expl1, greedy, 2026-12-07; ``attempt`` 0: 100 of the seed's hand-written explanations,
-#: 1: those plus 107 of its own verified ones), labelled by hand with the standard above (correct, names
-#: the core idea). Measured against ``verifier_then`` (true pos, true neg, false pos, false neg):
-#: attempt 0: 7, 10, 12, 1: the verifier passes 19 (63.3%), the hand labels 8 (26.7%); attempt 1: 13, 7,
-#: 10, 0: 23 (76.7%) against 13 (43.3%). A model trained on fluent references writes fluent explanations
-#: that name the key terms in false claims ("A desert is a place where the temperature is very low ...
-#: usually hot and humid"; an island "covered by water"; a pandemic as a disease that "spreads quickly",
-#: which an epidemic does). The verifier checks that the key ideas are named, not that they are true, as
-#: its docstring says; this fixture measures how far that lets a fluent model through. Not fixed: no
-#: rule checks truth.
-EXPLANATION_EXPERT_COUNTS = {0: (7, 10, 12, 1), 1: (13, 7, 10, 0)}
+#: All 30 held-out outputs of a `--task explanation` stage-0 model after each of its three trainings
+#: (runs/tasks-expl1, greedy, 2026-12-07; ``attempt`` 0: 100 of the seed's hand-written explanations;
+#: 1 and 2: those plus one and two rounds of its own verified ones, 207 and 333 records), labelled by
+#: hand with the standard above (correct, names the core idea). Against ``verifier_then`` (true pos,
+#: true neg, false pos, false neg): attempt 0: 7, 10, 12, 1; attempt 1: 13, 7, 10, 0; attempt 2: 5, 8,
+#: 15, 2. The verifier passes 19, 23, 20 of 30; people 8, 13, 7. A model trained on fluent references
+#: writes fluent explanations that name the key terms in false claims ("A desert is a place where the
+#: temperature is very low ... usually hot and humid"; an island "covered by water"; a generator that
+#: "spins the blades"), and rounds that keep what the verifier passes feed those back. The verifier
+#: checks that the key ideas are named, not that they are true, as its docstring says; this fixture
+#: measures how far that lets a fluent model through. Not fixed: no rule checks truth. The false
+#: negatives are thin but right: an orbit "around another body" or "around the Earth" (body, bodies and
+#: earth joined that subject's second group since; the first of the two now fails the repetition
+#: check, "is a path that a body" twice), and an atom without matter (not widened: matter is the core
+#: idea).
+EXPLANATION_EXPERT_COUNTS = {0: (7, 10, 12, 1), 1: (13, 7, 10, 0), 2: (5, 8, 15, 2)}
 EXPLANATION_EXPERT_FALSE_NEG = {
     "An atom is a tiny particle that has a nucleus. The nucleus contains protons and neutrons, which make up the atom's mass.",
+    "An orbit is a path that a body takes around another body. It is a path that a body takes in a certain direction.",
 }
 
 
 def test_explanation_expert_fixture_measures_the_verifiers_precision():
     rows = read_labels("hand_labels_explanation_expert.jsonl")
-    assert len(rows) == 60 and len({(r["id"], r["attempt"]) for r in rows}) == 60
+    assert len(rows) == 90 and len({(r["id"], r["attempt"]) for r in rows}) == 90
     for attempt, table in EXPLANATION_EXPERT_COUNTS.items():
         mine = [r for r in rows if r["attempt"] == attempt]
         h, v = [r["human"] for r in mine], [r["verifier_then"] for r in mine]
@@ -161,7 +166,7 @@ def test_explanation_expert_fixture_measures_the_verifiers_precision():
     false_neg = {r["output"] for r, ok in verdicts if r["human"] and not ok}
     assert false_neg <= EXPLANATION_EXPERT_FALSE_NEG, false_neg
     # the verifier may grow stricter (fewer false positives), never looser on what people rejected
-    assert sum(ok and not r["human"] for r, ok in verdicts) <= 22
+    assert sum(ok and not r["human"] for r, ok in verdicts) <= 37
 
 
 #: All 30 held-out outputs of the `--task summarization` expert of runs/tasks-summ4 (round 3, greedy,
