@@ -35,3 +35,9 @@ def reverify(rows: list[dict], split: Split = "heldout", per_family: int = 20) -
         assert inst.instruction == row["instruction"], row["id"]
         out.append((row, get_family(row["family"]).verify(inst, row["output"]).passed))
     return out
+
+
+def confusion(rows: list[dict]) -> tuple[int, int, int, int]:
+    """(true pos, true neg, false pos, false neg) of ``verifier_then`` against the hand label ``human``."""
+    pairs = [(r["human"], r["verifier_then"]) for r in rows]
+    return tuple(pairs.count(cell) for cell in ((True, True), (False, False), (False, True), (True, False)))

@@ -13,7 +13,7 @@ the banks). The banks were widened for the false negatives (never the instructio
 loosened), and a tautology check was added; the remaining false positives are false facts.
 """
 
-from tests.hand_labels import read_labels, reverify
+from tests.hand_labels import confusion, read_labels, reverify
 
 
 def _rows() -> list[dict]:
@@ -105,9 +105,7 @@ def test_tasks_stage1_fixture_is_what_the_comment_says():
         assert len({(r["id"], r["output"]) for r in mine if not r["verifier_then"]}) == 20
         assert len({r["id"].rsplit("/", 1)[0] for r in mine if not r["verifier_then"]}) == 20  # one per passage
         assert sum(r["verifier_then"] for r in mine) == 3
-        h, v = [r["human"] for r in mine], [r["verifier_then"] for r in mine]
-        counts = tuple(sum(a == x and b == y for a, b in zip(h, v)) for x, y in
-                       ((True, True), (False, False), (False, True), (True, False)))
+        counts = confusion(mine)
         assert counts == table, (family, counts)
     assert all(r["why"] for r in rows if not r["human"]) and not any(r["why"] for r in rows if r["human"])
     assert all(r["note"] for r in rows if r["human"] != r["verifier_then"])
@@ -156,9 +154,7 @@ def test_explanation_expert_fixture_measures_the_verifiers_precision():
     assert len(rows) == 90 and len({(r["id"], r["attempt"]) for r in rows}) == 90
     for attempt, table in EXPLANATION_EXPERT_COUNTS.items():
         mine = [r for r in rows if r["attempt"] == attempt]
-        h, v = [r["human"] for r in mine], [r["verifier_then"] for r in mine]
-        counts = tuple(sum(a == x and b == y for a, b in zip(h, v)) for x, y in
-                       ((True, True), (False, False), (False, True), (True, False)))
+        counts = confusion(mine)
         assert counts == table, (attempt, counts)
     assert all(r["why"] for r in rows if not r["human"]) and not any(r["why"] for r in rows if r["human"])
     assert all(r["note"] for r in rows if r["human"] != r["verifier_then"])
@@ -183,10 +179,7 @@ SUMMARIZATION_EXPERT_COUNTS = (10, 6, 7, 7)
 def test_summarization_expert_fixture_measures_agreement_both_ways():
     rows = read_labels("hand_labels_summarization_expert.jsonl")
     assert len(rows) == 30 and len({r["id"] for r in rows}) == 30
-    h, v = [r["human"] for r in rows], [r["verifier_then"] for r in rows]
-    counts = tuple(sum(a == x and b == y for a, b in zip(h, v)) for x, y in
-                   ((True, True), (False, False), (False, True), (True, False)))
-    assert counts == SUMMARIZATION_EXPERT_COUNTS
+    assert confusion(rows) == SUMMARIZATION_EXPERT_COUNTS
     assert all(r["why"] for r in rows if not r["human"]) and not any(r["why"] for r in rows if r["human"])
     assert all(r["note"] for r in rows if r["human"] != r["verifier_then"])
     verdicts = reverify(rows, "heldout", 100_000)

@@ -141,6 +141,7 @@ def _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, row
                   base="gemma-3-270m") -> dict:
     from cai_bootstrap.stages.registry import load_curriculum
     from cai_bootstrap.evaluation.heldout import evaluate_heldout, heldout_instances
+    from cai_bootstrap.stages.heldout_sets import stage_heldout
 
     cur_name, stage_name = suite.rsplit(":", 1)
     run_dir = Path(cur_name)
@@ -155,12 +156,10 @@ def _eval_heldout(engine, model, suite, preset, seed, limit, max_new_tokens, row
     if spec is None:
         fail(f"{cur_name} has no stage {stage_name!r}: {[s.name for s in curriculum.stages]}")
     if from_run:
-        from cai_bootstrap.stages.heldout_sets import stage_heldout
-
         plan, instances = None, stage_heldout(run_dir, spec, run_settings.seed)[: limit or None]
     elif spec.heldout_known:  # the same cases a run of this preset scores: unknown facts replaced
         from cai_bootstrap.models.registry import cache_dir
-        from cai_bootstrap.stages.heldout_sets import plan_known_heldout, stage_heldout
+        from cai_bootstrap.stages.heldout_sets import plan_known_heldout
 
         from cai_bootstrap.evaluation.heldout import KNOWN_POOL_FACTOR
 
