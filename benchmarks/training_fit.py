@@ -29,6 +29,13 @@ A ceiling for a family, trained on the seed's own hand-written answers instead o
 topic of the validation cases; a run's records are not used. What the pipeline's self-made data
 can teach is bounded by what the references teach.
 
+More phrasings (issue 19): ``--reframe frames.json --reframe-share 0.5`` re-asks that share of the
+stage's own records in phrasings a model wrote (`benchmarks/phrasing_frames.py`), the answer kept:
+the record count and answers stay, only the instructions' wording widens.
+
+``--add-reference implicit_arithmetic`` adds the family's reference records (a computed sum for
+arithmetic) to the run's records instead of replacing them.
+
 ``--start-from-attempt`` trains from the stage's attempt-N model (its parent plus that attempt's
 weights; DPO's reference is that model) instead of from the parent; ``--families`` keeps only
 those families' own records (no replay) and scores only their cases; ``--baseline`` scores the
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -56,7 +64,7 @@ from cai_bootstrap.stages.context import derive_seed
 from cai_bootstrap.stages.heldout_sets import stage_heldout
 from cai_bootstrap.stages.registry import get_kind
 from cai_bootstrap.stages.training_facts import stage_validation
-from cai_bootstrap.tasks import get_family
+from cai_bootstrap.tasks import bank, get_family
 from cai_bootstrap.training import train_stage
 from cai_bootstrap.training.settings import TrainSettings
 from cai_bootstrap.training.stage import save_weights
@@ -145,6 +153,44 @@ def reference_records(spec, families: set[str], seed: int, exclude_topics: set[s
     return records
 
 
+def slot_values(template: str, prompt: str, reference: dict) -> dict | None:
+    """The placeholder values that turn ``template`` into ``prompt`` (plus key / a_key / plural
+    derived from each other and the record's reference), or None when the prompt is not the template's."""
+    parts = re.split(r"\{([A-Za-z_]+)\}", template)
+    pattern = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.+?)" for i, p in enumerate(parts))
+    match = re.fullmatch(pattern, prompt, flags=re.DOTALL)
+    if not match:
+        return None
+    values = {k: v for k, v in reference.items() if isinstance(v, str)} | match.groupdict()
+    if "key" in values and "a_key" not in values:
+        values["a_key"] = bank.with_article(values["key"])
+    if "a_key" in values and "key" not in values:
+        values["key"] = re.sub(r"^(?:an?|the)\s+", "", values["a_key"])
+    return values
+
+
+def reframe_records(records: list[dict], frames: dict[str, list[str]], share: float, seed: int) -> tuple[list[dict], int]:
+    """``share`` of ``records`` (those of families with frames; chosen by a hash of the key) asked in a
+    written phrasing instead, the answer kept. Returns the records and how many were re-asked."""
+    out, changed = [], 0
+    for record in records:
+        family_frames = frames.get(record.get("family", ""), [])
+        ref = record.get("reference") or {}
+        pick = bank.stable_hash("reframe", seed, record["key"])
+        if family_frames and ref.get("template") and (pick % 1000) < share * 1000:
+            values = slot_values(ref["template"], record["prompt"], ref)
+            frame = family_frames[(pick // 1000) % len(family_frames)]
+            try:
+                prompt = frame.format(**values) if values is not None else None
+            except (KeyError, IndexError):
+                prompt = None
+            if prompt:
+                record = {**record, "prompt": prompt, "reframed_from": record["prompt"]}
+                changed += 1
+        out.append(record)
+    return out, changed
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
@@ -167,6 +213,10 @@ def main() -> None:
     ap.add_argument("--reference-kind", choices=["all", "like-heldout", "unlike-heldout"], default="all",
                     help="with --reference: all training material, or only what is (not) like the held-out cases")
     ap.add_argument("--max-topics", type=int, help="with --reference: at most this many topics a family")
+    ap.add_argument("--add-reference", help="comma-separated families: add their reference-answer records "
+                    "(every training topic, --per-topic each) to the run's records")
+    ap.add_argument("--reframe", type=Path, help="frames.json of benchmarks/phrasing_frames.py")
+    ap.add_argument("--reframe-share", type=float, default=0.5, help="with --reframe: share of own records re-asked")
     args = ap.parse_args()
 
     manifest, settings, curriculum = load_run(args.run)
@@ -184,7 +234,16 @@ def main() -> None:
         own = training_records(paths, spec, args.attempt)
         replay = replay_records(args.run, spec, len(own), settings.seed)
         extras = get_kind(spec.kind).extra_records(spec, paths, len(own), settings.seed)
+        if args.reframe:
+            frames = json.loads(args.reframe.read_text())["frames"]
+            own, reframed = reframe_records(own, frames, args.reframe_share, settings.seed)
+            print(f"re-asked {reframed} of {len(own)} own records in written phrasings", flush=True)
         records = own + replay + [r for rows in extras.values() for r in rows]
+        if args.add_reference:
+            added = reference_records(spec, set(args.add_reference.split(",")), settings.seed,
+                                      {topic_slug(i.id) for i in val}, args.per_topic)
+            print(f"added {len(added)} reference records of {args.add_reference}", flush=True)
+            records += added
         if args.families:
             records = [r for r in own if r["family"] in families]
     stage_index = manifest["stages"].index(spec.name)
@@ -203,7 +262,9 @@ def main() -> None:
              "own": len(own), "replay": len(replay), "validation_cases": len(val),
              "parent": previous or settings.model, "start": start_ref, "families": sorted(families),
              "records_from": (f"references ({args.reference_kind}, {args.per_topic} a topic)" if args.reference
-                              else f"attempt {args.attempt}")}
+                              else f"attempt {args.attempt}"),
+             "reframe": (f"{args.reframe} x {args.reframe_share}" if args.reframe else None),
+             "added_references": args.add_reference}
     # A resumed study keeps the validation set its cached scores were made on.
     results["setup"] = {**setup, **results.get("setup", {}), "novel_topic_cases": len(novel)}
     print(json.dumps(results["setup"]), flush=True)

@@ -249,3 +249,37 @@ def test_role_prompts_are_few_shot_in_the_project_format(tmp_path, tiny_engine):
     assert re.search(re.escape(inst.instruction) + r"\n\n### Response:\n$", prompt)
     ctx0 = make_ctx(tmp_path / "z", "explicit", tiny_engine, shots=0)
     assert candidates.role_prompt(ctx0, fam.few_shot(), inst.instruction, inst.id).count("### Instruction:") == 1
+
+
+def test_computed_answers_add_verified_sums_beyond_examples_and_resume_without_duplicates(tmp_path):
+    from cai_bootstrap.stages.rounds import trained_records
+
+    ctx = make_ctx(tmp_path, "implicit", ScriptedEngine(lambda _: ["I do not know."]),
+                   computed_answers={"implicit_arithmetic": 5})
+    records = run(ctx)
+    computed = [r for r in records if r.get("computed")]
+    assert len(computed) == 5 and all(r["kept"] and r["key"].endswith("~computed") for r in computed)
+    assert all(r["provenance"]["chosen"]["by"] == "seed" for r in computed)
+    for r in computed:  # the answer is the sum, and the family's verifier passed it
+        a, op, b = r["reference"]["key"].split()
+        assert str({"+": int(a) + int(b), "-": int(a) - int(b), "x": int(a) * int(b)}[op]) in r["chosen"]
+        assert r["verdicts"]["chosen"]["passed"]
+    assert len({r["reference"]["key"] for r in computed}) == 5  # one per training topic
+    # they train at every attempt, in addition to the stage's `examples`
+    assert len(trained_records(records, ctx.spec, 0)) == 5 + sum(1 for r in records if r["kept"] and not r.get("computed"))
+    # a resumed build writes none again
+    again = make_ctx(tmp_path, "implicit", ScriptedEngine(lambda _: ["I do not know."]),
+                     computed_answers={"implicit_arithmetic": 5})
+    assert [r["key"] for r in run(again)] == [r["key"] for r in records]
+
+
+@pytest.mark.parametrize("wanted, message", [({"implicit_question": 5}, "no computed answers"),
+                                             ({"name_one": 5}, "not a family of the stage")])
+def test_computed_answers_must_name_a_computing_family_of_the_stage(tmp_path, wanted, message):
+    from cai_bootstrap.errors import ConfigError
+
+    engine = ScriptedEngine(lambda _: ["unused"])
+    ctx = make_ctx(tmp_path, "implicit", engine, computed_answers=wanted)
+    with pytest.raises(ConfigError, match=message):
+        run(ctx)
+    assert engine.seen == []  # the error comes before any generation

@@ -200,6 +200,10 @@ def test_list_three():
     wild = next(inst for split in bank.SPLITS for inst in _all("list_three", split) if inst.topic == "wild animal")
     check("list_three", wild, "The tiger, the wolf and the rabbit.", True)
     check("list_three", wild, "The tiger, the wolf and the cow.", False, "members")
+    # a two-word member in the plural names it (a held-out false negative of skills-std9's stage 1)
+    sea = by_topic("list_three", "sea creature", "heldout")
+    check("list_three", sea, "Sea turtles, sea lions and sea otters.", True)
+    check("list_three", sea, "Sea turtles, sea lions and cows.", False, "members")
 
 
 def test_ask_question():

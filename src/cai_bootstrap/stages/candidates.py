@@ -40,6 +40,11 @@ class SkillOptions(BaseModel):
     aux_max_new_tokens: int = Field(40, ge=4, description="token limit for writer / critic / material roles")
     paraphrase: bool = Field(True, description="generation: let the prompt writer reword the seed instructions")
     judge_ties: bool = Field(True, description="revision: the judge picks between two passing revisions")
+    computed_answers: dict[str, int] = Field(
+        default_factory=dict,
+        description="family -> how many records whose answer the seed bank computes (implicit_arithmetic: the sum), "
+        "one per training topic, in addition to `examples` (stages/computed.py)",
+    )
     fallback_to_reference: bool = Field(
         False,
         description="when no sample passes, keep the case with the family's hand-made reference output "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from cai_bootstrap.stages import candidates as C
 from cai_bootstrap.stages.candidates import SkillOptions
+from cai_bootstrap.stages.computed import check_computed, write_computed_records
 from cai_bootstrap.stages.context import StageContext
 from cai_bootstrap.stages.kind import StageKind
 from cai_bootstrap.tasks import get_family
@@ -30,6 +31,8 @@ WRITER_INSTRUCTION = "Generate a question about: {topic}"
 
 
 def build(ctx: StageContext) -> None:
+    computed = C.options(ctx).computed_answers
+    check_computed(ctx.spec.name, list(ctx.spec.families), computed)  # before any generation
     pool = C.train_pool(ctx)
     writer = ctx.engine("prompt_writer") if any(getattr(f, "writer_family", "") for f, _ in pool) else None
     answerer = ctx.engine("answerer")
@@ -76,6 +79,8 @@ def build(ctx: StageContext) -> None:
                             inst.instruction)
             prov = {**prov, "explicit_form": inst.explicit}
             ctx.sink.write(C.sample_record(ctx, fam, inst, result, "answerer", prompt, params, prov, verdicts))
+    # 4. records whose answer the seed bank computes (options.computed_answers), after the sampled ones
+    write_computed_records(ctx, computed)
 
 
 class ImplicitStage(StageKind):

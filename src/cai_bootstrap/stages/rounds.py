@@ -222,15 +222,18 @@ def balance_labels(records: list[dict]) -> list[dict]:
 def training_records(paths: StagePaths, spec: StageSpec, attempt: int) -> list[dict]:
     """The records attempt ``attempt`` trains on (before replay): the first N kept records, N = the
     attempt's data target; in a stage with rounds, the first training's ``examples`` records plus
-    every kept record of rounds 1..``attempt``, labels balanced (`balance_labels`)."""
+    every kept record of rounds 1..``attempt``, labels balanced (`balance_labels`); computed records
+    (`stages.computed`) always, beyond the target."""
     return trained_records(iter_jsonl(paths.data), spec, attempt)
 
 
 def trained_records(records: Iterable[dict], spec: StageSpec, attempt: int) -> list[dict]:
     """`training_records` of records already read."""
     kept = [r for r in records if r.get("kept") and r.get("chosen")]
+    computed = [r for r in kept if r.get("computed")]  # options.computed_answers: beyond `examples`
+    kept = [r for r in kept if not r.get("computed")]
     if spec.rounds.count:
         first = [r for r in kept if not r.get("round")][: spec.examples]
-        return first + balance_labels([r for r in kept if 0 < (r.get("round") or 0) <= attempt])
+        return first + computed + balance_labels([r for r in kept if 0 < (r.get("round") or 0) <= attempt])
     target = int(round(spec.examples * (spec.retry.data_multiplier**attempt)))
-    return kept[:target]
+    return kept[:target] + computed

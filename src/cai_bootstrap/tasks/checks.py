@@ -451,13 +451,15 @@ def split_items(text: str) -> list[str]:
 
 
 def match_member(item: str, members: Iterable[str]) -> str | None:
-    """The member the item names (whole-word, plural-tolerant), longest first."""
+    """The member the item names (whole-word, plural-tolerant, also on a phrase's last word:
+    "sea lions" names "sea lion"), longest first."""
     toks = tokens(item)
     tokset = set(toks)
     for m in sorted(members, key=lambda s: -len(s)):
         nm = normalize(m)
         if " " in nm:
-            if phrase_positions(toks, nm):
+            head, last = nm.rsplit(" ", 1)
+            if any(phrase_positions(toks, f"{head} {form}") for form in noun_forms(last)):
                 return m
         elif noun_forms(nm) & tokset:
             return m

@@ -84,6 +84,8 @@ class ImplicitQuestion(ImplicitFamily):
 class ImplicitArithmetic(ImplicitFamily):
     name = "implicit_arithmetic"
     description = "A bare sum, e.g. '2 + 2 = ?'"
+    #: the seed bank computes every sum's answer (`options.computed_answers`, stages/computed.py)
+    computed_reference: ClassVar[bool] = True
     explicit_family = "answer_question"
     writer_family = "ask_question"
     demos = (
