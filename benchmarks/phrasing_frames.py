@@ -7,8 +7,8 @@ stage models fail most ("Mention a job." -> "A job is a job."; docs/results.md).
 training phrasings are 7-12 a family. Here a model (default: the embedded base, few-shot)
 writes more: it continues a list of a family's *training* phrasings, and a rule keeps a written
 phrasing only if it has exactly the family's placeholders, is 3-16 words on one line, is new,
-and is not a rewording of any validation or held-out phrasing of any family (the same overlap
-rule as tests/test_templates.py): the model never sees those, and nothing it writes that comes
+and is not a rewording of any validation or held-out phrasing of any family (`bank.phrasing_overlap`,
+the rule tests/test_templates.py holds the hand-written phrasings to): the model never sees those, and nothing it writes that comes
 close to them is kept, so the held-out test stays a test of unseen phrasings.
 `benchmarks/training_fit.py --reframe` then re-asks a share of a stage's records in them.
 """
@@ -27,19 +27,8 @@ from cai_bootstrap.engines.settings import EngineSettings
 from cai_bootstrap.models.registry import DEFAULT_MODEL
 from cai_bootstrap.tasks import bank
 
-#: the overlap above which two phrasings count as one reworded (tests/test_templates.py)
-TOO_CLOSE = 0.75
 PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)\}")
 HEADER = "Different ways to ask for the same thing (the part in braces is filled in later):\n"
-
-
-def words(template: str) -> set[str]:
-    return set(re.findall(r"[a-z0-9']+", PLACEHOLDER.sub(" ", template).lower()))
-
-
-def overlap(a: str, b: str) -> float:
-    wa, wb = words(a), words(b)
-    return len(wa & wb) / len(wa | wb) if wa and wb else 0.0
 
 
 def protected_phrasings() -> list[str]:
@@ -57,11 +46,12 @@ def keep_frame(text: str, allowed: set[str], known: set[str], protected: list[st
     names = PLACEHOLDER.findall(frame)
     if not names or not set(names) <= allowed or len(names) != len(set(names)):
         return None
-    if "{" in PLACEHOLDER.sub("", frame) or "}" in PLACEHOLDER.sub("", frame):
+    rest = PLACEHOLDER.sub("", frame)
+    if "{" in rest or "}" in rest:
         return None
     if not 3 <= len(frame.split()) <= 16 or frame[-1] not in ".?:!":
         return None
-    if frame.lower() in known or any(overlap(frame, p) >= TOO_CLOSE for p in protected):
+    if frame.lower() in known or any(bank.phrasing_overlap(frame, p) >= bank.REWORDED_OVERLAP for p in protected):
         return None
     return frame
 
@@ -81,8 +71,9 @@ def write_frames(engine, family: str, train: list[str], per_family: int, prompts
     for samples in engine.generate(texts, params, desc=f"frames {family}"):
         for s in samples:
             frame = keep_frame(s, allowed, known, protected)
-            if frame and frame.lower() not in {k.lower() for k in kept}:
+            if frame:
                 kept.append(frame)
+                known.add(frame.lower())  # each written phrasing once
     return kept[:per_family]
 
 

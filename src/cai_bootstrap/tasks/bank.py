@@ -296,6 +296,23 @@ def family_templates(family: str, split: str) -> list[str]:
     return list(entry[split]) + list(extra)
 
 
+#: word overlap (Jaccard, placeholders left out) from which two phrasings count as one reworded;
+#: the closest pair written before train phrasings were widened is 0.73
+REWORDED_OVERLAP = 0.75
+_PLACEHOLDER = re.compile(r"\{[A-Za-z_]+\}")
+
+
+def phrasing_words(template: str) -> set[str]:
+    """A phrasing's words, lower-cased, placeholders left out."""
+    return set(re.findall(r"[a-z0-9']+", _PLACEHOLDER.sub(" ", template).lower()))
+
+
+def phrasing_overlap(a: str, b: str) -> float:
+    """Jaccard overlap of two phrasings' words (0 when either has none): >= `REWORDED_OVERLAP` is a rewording."""
+    wa, wb = phrasing_words(a), phrasing_words(b)
+    return len(wa & wb) / len(wa | wb) if wa and wb else 0.0
+
+
 @lru_cache(maxsize=None)
 def validation_templates(family: str) -> frozenset[str]:
     """Phrasings of ``family`` kept for validation cases: never trained on when a stage has a validation split."""
